@@ -1,0 +1,49 @@
+"""The `kb` command line: parses arguments, calls kb/, renders text, JSON and progress.
+
+Heavy libraries (torch, sentence-transformers, faiss, llama.cpp) are imported inside the
+commands that need them, so `kb --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cli import ask_cmd, ingest_cmd, search_cmd, status_cmd
+
+app = typer.Typer(
+    name="kb",
+    help=(
+        "An offline knowledge base for your documents: ingest folders of PDF, Word, HTML, Markdown and "
+        "text files, then search them, ask questions with cited answers, and summarise files or folders. "
+        "Nothing leaves this machine.\n\n"
+        "Knowledge base location: --kb PATH, else $KB_HOME, else ~/.local/share/kb. "
+        "Settings: ~/.config/kb/config.toml (or $KB_CONFIG), KB_* environment variables, then flags."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ingest_cmd.register(app)
+search_cmd.register(app)
+ask_cmd.register(app)
+status_cmd.register(app)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user-facing errors into one line on stderr."""
+    from kb.errors import KBError
+
+    try:
+        app()
+    except KBError as exc:
+        print(f"kb: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("kb: interrupted; everything finished before the interrupt is kept", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -1,0 +1,97 @@
+"""`kb search`: ranked passages, no LLM."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ModeOpt, display_path, page_label, print_json, settings
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command to the app."""
+    app.command("search")(search)
+
+
+def hit_json(hit) -> dict:  # noqa: ANN001 - kb.retrieval.Hit
+    """The documented JSON form of a search hit."""
+    c = hit.chunk
+    return {
+        "rank": hit.rank, "score": hit.score, "relevance": hit.dense, "bm25": hit.keyword,
+        "path": c.path, "title": c.title, "page_start": c.page_start, "page_end": c.page_end,
+        "heading": list(c.heading_path), "chunk_id": c.id, "char_start": c.char_start, "char_end": c.char_end,
+        "text": c.text,
+    }
+
+
+def _read_queries(path: Path) -> list[tuple[str, str]]:
+    """(id, text) from a file: one query per line, or JSONL with `id` and `text`."""
+    from kb.errors import InputError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read queries ({exc})") from exc
+    out = []
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                obj = json.loads(line)
+                out.append((str(obj.get("id", obj.get("_id", i))), str(obj["text"])))
+            except (ValueError, KeyError) as exc:
+                raise InputError(f"{path}:{i}: expected JSON with 'text' ({exc})") from exc
+        else:
+            out.append((str(i), line.strip()))
+    return out
+
+
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to look for.", show_default=False)] = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="Number of passages.")] = 10,
+    mode: ModeOpt = None,
+    queries: Annotated[Path | None, typer.Option("--queries", help="File of queries: one per line, or JSONL with id and text.")] = None,
+    kb: KbOpt = None,
+    config: ConfigOpt = None,
+    embed_model: EmbedOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search passages by meaning and keywords; prints file, page, score and text."""
+    from kb.errors import InputError
+    from kb.knowledge import KnowledgeBase
+    from kb.retrieval import Retriever
+
+    if (query is None) == (queries is None):
+        raise InputError("give a QUERY or --queries FILE (one of them)")
+    s = settings(config, home=kb, embed_model=embed_model, search_mode=mode)
+    batch = _read_queries(queries) if queries else [("1", query or "")]
+    with KnowledgeBase(s) as base:
+        results = Retriever(base).search_many([t for _, t in batch], k, s.search_mode)
+    if queries:
+        # JSONL: one line per query, so huge batches stream into other tools.
+        for (qid, text), hits in zip(batch, results, strict=True):
+            if json_out:
+                sys.stdout.write(json.dumps({"id": qid, "query": text, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False) + "\n")
+            else:
+                for h in hits:
+                    typer.echo(f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{page_label(h.chunk.page_start, h.chunk.page_end)}")
+        return
+    hits = results[0]
+    if json_out:
+        print_json({"query": query, "mode": s.search_mode, "hits": [hit_json(h) for h in hits]})
+        return
+    if not hits:
+        typer.echo("No passages found.")
+        return
+    for h in hits:
+        c = h.chunk
+        where = ", ".join(x for x in (page_label(c.page_start, c.page_end), " > ".join(c.heading_path)) if x)
+        typer.echo(f"{h.rank}. {display_path(c.path)}" + (f" ({where})" if where else "") + f"  score {h.score:.3f}"
+                   + (f"  relevance {h.dense:.2f}" if h.dense is not None else ""))
+        snippet = " ".join(c.text.split())
+        typer.echo(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")

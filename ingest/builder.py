@@ -1,0 +1,60 @@
+"""Assemble a ParsedDocument from paragraphs given in reading order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.errors import EmptyDocument
+from ingest.types import Block, ParsedDocument
+
+SEPARATOR = "\n\n"  # between blocks, so the chunker sees every block end as a paragraph break
+
+
+class DocumentBuilder:
+    """Collects paragraphs, joins them into one text and records a Block for each."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._blocks: list[Block] = []
+        self._length = 0
+
+    def add(self, text: str, *, page: int | None = None, heading_path: tuple[str, ...] = ()) -> None:
+        """Append one paragraph; blank text is ignored."""
+        text = text.strip()
+        if not text:
+            return
+        if self._parts:
+            self._parts.append(SEPARATOR)
+            self._length += len(SEPARATOR)
+        start = self._length
+        self._parts.append(text)
+        self._length += len(text)
+        self._blocks.append(Block(start, self._length, page, heading_path))
+
+    @property
+    def empty(self) -> bool:
+        """True until some text has been added."""
+        return not self._blocks
+
+    def build(
+        self,
+        path: Path,
+        format: str,
+        *,
+        title: str = "",
+        n_pages: int | None = None,
+        warnings: list[str] | tuple[str, ...] = (),
+        empty_reason: str = "no text",
+    ) -> ParsedDocument:
+        """The finished document; raises EmptyDocument when nothing was added."""
+        if not self._blocks:
+            raise EmptyDocument(empty_reason)
+        return ParsedDocument(
+            path=str(path),
+            format=format,
+            text="".join(self._parts),
+            blocks=tuple(self._blocks),
+            title=title,
+            n_pages=n_pages,
+            warnings=tuple(warnings),
+        )

@@ -1,0 +1,167 @@
+"""Word .docx files: paragraphs and tables in document order, headings from paragraph styles."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from ingest.builder import DocumentBuilder
+from ingest.errors import ParseError
+from ingest.types import ParsedDocument
+
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+_P, _TBL, _TR, _TC = f"{{{W}}}p", f"{{{W}}}tbl", f"{{{W}}}tr", f"{{{W}}}tc"
+_SDT, _SDT_CONTENT, _CUSTOM_XML = f"{{{W}}}sdt", f"{{{W}}}sdtContent", f"{{{W}}}customXml"
+_T, _TAB, _BR, _CR, _NB_HYPHEN = (f"{{{W}}}{n}" for n in ("t", "tab", "br", "cr", "noBreakHyphen"))
+_HEADING_NAME = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
+_MAX_LEVEL = 9
+_SPACES = re.compile(r"[ \t\xa0]+")
+_SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
+
+_xpath_cache: dict[str, object] = {}
+
+
+def _xpath(expr: str):  # noqa: ANN202 - lxml.etree.XPath
+    if expr not in _xpath_cache:
+        from lxml import etree
+
+        _xpath_cache[expr] = etree.XPath(expr, namespaces={"w": W, "mc": MC})
+    return _xpath_cache[expr]
+
+
+# Run content anywhere in the paragraph (hyperlinks, tracked insertions, content controls,
+# fields), but not the VML fallback copy of a text box, which would repeat its text.
+_RUN_CONTENT = (
+    ".//w:r/*[self::w:t or self::w:tab or self::w:br or self::w:cr or self::w:noBreakHyphen]"
+    "[not(ancestor::mc:Fallback)]"
+)
+
+
+def _paragraph_text(p) -> str:  # noqa: ANN001 - lxml element
+    parts = []
+    for el in _xpath(_RUN_CONTENT)(p):
+        tag = el.tag
+        if tag == _T:
+            parts.append(el.text or "")
+        elif tag == _TAB:
+            parts.append("\t")
+        elif tag == _NB_HYPHEN:
+            parts.append("-")
+        elif el.get(f"{{{W}}}type") != "page":  # w:br, w:cr
+            parts.append("\n")
+    return _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", "".join(parts))).strip()
+
+
+def _blocks_in(container):  # noqa: ANN001, ANN202
+    """Paragraphs and tables of a body or cell, unwrapping content controls and custom XML."""
+    for child in container.iterchildren():
+        if child.tag in (_P, _TBL):
+            yield child
+        elif child.tag == _SDT:
+            for content in child.iterchildren(_SDT_CONTENT):
+                yield from _blocks_in(content)
+        elif child.tag == _CUSTOM_XML:
+            yield from _blocks_in(child)
+
+
+def _cell_text(tc) -> str:  # noqa: ANN001
+    parts = []
+    for child in _blocks_in(tc):
+        if child.tag == _P:
+            parts.append(_paragraph_text(child))
+        else:
+            parts.append("; ".join(_table_rows(child)))
+    return " ".join(" ".join(parts).split())
+
+
+def _table_rows(tbl) -> list[str]:  # noqa: ANN001
+    # Cells are read straight from the XML: python-docx's grid logic fails on some real files
+    # (irregular gridSpan), and merged cells would repeat their text.
+    rows = []
+    for tr in _xpath("./w:tr | ./w:sdt/w:sdtContent/w:tr | ./w:customXml/w:tr")(tbl):
+        cells = [_cell_text(tc) for tc in _xpath("./w:tc | ./w:sdt/w:sdtContent/w:tc | ./w:customXml/w:tc")(tr)]
+        cells = [c for c in cells if c]
+        if cells:
+            rows.append(" | ".join(cells))
+    return rows
+
+
+def _heading_levels(document) -> dict[str, int]:  # noqa: ANN001 - docx.Document
+    """Style id -> heading level (Title is 0), following `based on` so custom headings count."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    levels: dict[str, int] = {}
+    for style in document.styles:
+        if style.type != WD_STYLE_TYPE.PARAGRAPH:
+            continue
+        current, depth = style, 0
+        while current is not None and depth < 5:
+            name = current.name or ""
+            match = _HEADING_NAME.match(name)
+            if match:
+                levels[style.style_id] = int(match.group(1))
+                break
+            if name.lower() == "title":
+                levels[style.style_id] = 0
+                break
+            current, depth = current.base_style, depth + 1
+    return levels
+
+
+def _outline_level(p) -> int | None:  # noqa: ANN001
+    values = _xpath("./w:pPr/w:outlineLvl/@w:val")(p)
+    if values and str(values[0]).isdigit() and int(values[0]) < _MAX_LEVEL:
+        return int(values[0]) + 1
+    return None
+
+
+def _open(path: Path):  # noqa: ANN202
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    if not zipfile.is_zipfile(path):
+        raise ParseError("not a valid DOCX (not a zip archive)")
+    try:
+        return docx.Document(str(path))
+    except PackageNotFoundError as exc:
+        raise ParseError("not a valid DOCX (no Word document inside)") from exc
+    except KeyError as exc:
+        raise ParseError(f"corrupt DOCX: missing part {exc}") from exc
+    except ValueError as exc:
+        # python-docx says "file ... is not a Word file, content type is ..." for .docm/.dotx etc.
+        raise ParseError(f"not a Word document: {str(exc)[:120]}") from exc
+
+
+def parse_docx(path: Path) -> ParsedDocument:
+    """A .docx file; each paragraph and each table (rows as 'a | b | c') becomes a block."""
+    document = _open(path)
+    levels = _heading_levels(document)
+    builder = DocumentBuilder()
+    stack: list[tuple[int, str]] = []  # open headings (level, text), outermost first
+    title = ""
+    for element in _blocks_in(document.element.body):
+        if element.tag == _TBL:
+            builder.add("\n".join(_table_rows(element)), heading_path=tuple(t for _, t in stack))
+            continue
+        text = _paragraph_text(element)
+        if not text:
+            continue
+        style_id = element.style or "Normal"
+        level = levels.get(style_id)
+        if level is None:
+            level = _outline_level(element)
+        if level is not None:
+            heading = " ".join(text.split())
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            stack.append((level, heading))
+            if level == 0 and not title:
+                title = heading
+        builder.add(text, heading_path=tuple(t for _, t in stack))
+    try:
+        title = (document.core_properties.title or "").strip() or title
+    except Exception:  # broken core properties must not cost the text
+        pass
+    return builder.build(path, "docx", title=title, empty_reason="no text")

@@ -1,0 +1,183 @@
+"""HTML files: visible body text with h1-h6 as headings; navigation and page chrome dropped."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import warnings
+from pathlib import Path
+
+from ingest.builder import DocumentBuilder
+from ingest.errors import ParseError
+from ingest.text import bom_encoding, clean_text, decode_bytes, looks_binary
+from ingest.types import ParsedDocument
+
+_DROP = ["script", "style", "noscript", "nav", "aside", "form", "svg", "template", "iframe", "object", "embed",
+         "canvas", "head", "title", "meta", "link"]  # fmt: skip
+_PAGE_CHROME = ["header", "footer"]
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+_BLOCK = {
+    "address", "article", "blockquote", "body", "caption", "center", "dd", "details", "dialog", "dir", "div",
+    "dl", "dt", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "hr", "html", "li", "main",
+    "menu", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul", "option", "legend",
+}  # fmt: skip
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,100}?encoding\s*=\s*["']([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
+_WS = re.compile(r"\s+")
+_SPACE_AROUND_NEWLINE = re.compile(r" *\n[ \n]*")
+
+
+def decode_html(data: bytes) -> str:
+    """Decode HTML bytes: BOM first, then a <meta charset> or XML declaration, then guessing."""
+    if bom_encoding(data):
+        return decode_bytes(data)
+    if looks_binary(data):
+        raise ParseError("binary file, not HTML")
+    head = data[:4096]
+    match = _META_CHARSET.search(head) or _XML_ENCODING.search(head)
+    if match:
+        try:
+            encoding = codecs.lookup(match.group(1).decode("ascii")).name
+        except LookupError:
+            encoding = ""
+        # As browsers do: a UTF-16 label in ASCII-readable bytes is wrong, and latin-1/ascii
+        # labels really mean windows-1252.
+        if encoding.startswith("utf-16") or encoding.startswith("utf-32"):
+            encoding = "utf-8"
+        elif encoding in ("latin-1", "iso8859-1", "ascii"):
+            encoding = "cp1252"
+        if encoding:
+            try:
+                return data.decode(encoding)
+            except UnicodeDecodeError:
+                pass  # the label lies; fall back to detection
+    return decode_bytes(data)
+
+
+def _soup(text: str):  # noqa: ANN202
+    from bs4 import BeautifulSoup, FeatureNotFound
+
+    # bs4 warns (to stderr) about markup that looks like XML or a file name; not our user's concern.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return BeautifulSoup(text, "lxml")
+        except FeatureNotFound:
+            return BeautifulSoup(text, "html.parser")
+
+
+def _prune(soup) -> None:  # noqa: ANN001
+    for tag in soup.find_all(_DROP):
+        tag.decompose()
+    for tag in soup.find_all(attrs={"role": "navigation"}):
+        tag.decompose()
+    # A header or footer inside an article or main holds that content's own title or notes;
+    # only the page-level ones are site chrome.
+    for tag in soup.find_all(_PAGE_CHROME):
+        if tag.decomposed:
+            continue
+        if tag.find_parent(["article", "main"]) is None:
+            tag.decompose()
+
+
+class _Collector:
+    """Turns a stream of text, breaks and headings into paragraphs with heading paths."""
+
+    def __init__(self) -> None:
+        self.builder = DocumentBuilder()
+        self.buffer: list[str] = []
+        self.headings: list[tuple[int, str]] = []
+        self.pre = 0
+        self.first_h1 = ""
+
+    def path(self) -> tuple[str, ...]:
+        return tuple(text for _, text in self.headings)
+
+    def text(self, s: str) -> None:
+        self.buffer.append(s if self.pre else _WS.sub(" ", s))
+
+    def newline(self) -> None:
+        self.buffer.append("\n")
+
+    def flush(self) -> None:
+        raw = "".join(self.buffer)
+        self.buffer.clear()
+        if self.pre:
+            text = "\n".join(line.rstrip() for line in raw.split("\n")).strip("\n")
+        else:
+            text = _SPACE_AROUND_NEWLINE.sub("\n", raw).strip()
+        self.builder.add(text, heading_path=self.path())
+
+    def heading(self, level: int, text: str) -> None:
+        self.flush()
+        text = " ".join(text.split())
+        if not text:
+            return
+        while self.headings and self.headings[-1][0] >= level:
+            self.headings.pop()
+        self.headings.append((level, text))
+        if level == 1 and not self.first_h1:
+            self.first_h1 = text
+        self.builder.add(text, heading_path=self.path())
+
+
+def _simple_row(tr) -> str | None:  # noqa: ANN001
+    """A table row as 'a | b | c', or None for layout rows that hold headings or tables."""
+    if tr.find(["table", "h1", "h2", "h3", "h4", "h5", "h6"]) is not None:
+        return None
+    cells = [" ".join(c.get_text(" ").split()) for c in tr.find_all(["td", "th"], recursive=False)]
+    return " | ".join(c for c in cells if c)
+
+
+def _walk(root, out: _Collector) -> None:  # noqa: ANN001
+    from bs4.element import NavigableString, PreformattedString, Tag
+
+    # An explicit stack, not recursion: real pages nest deeper than Python's recursion limit.
+    stack: list[tuple[object, bool]] = [(root, False)]
+    while stack:
+        node, closing = stack.pop()
+        if closing:
+            assert isinstance(node, Tag)
+            out.flush()
+            if node.name == "pre":
+                out.pre -= 1
+            continue
+        if isinstance(node, NavigableString):
+            if not isinstance(node, PreformattedString):  # comments, CDATA, doctype
+                out.text(str(node))
+            continue
+        if not isinstance(node, Tag):
+            continue
+        name = node.name
+        if name in _HEADINGS:
+            out.heading(_HEADINGS[name], node.get_text(" "))
+            continue
+        if name == "br":
+            out.newline()
+            continue
+        if name == "tr":
+            row = _simple_row(node)
+            if row is not None:  # rows of one table stay together, one line each
+                out.buffer.append(row)
+                out.newline()
+                continue
+        if name in _BLOCK:
+            out.flush()
+            stack.append((node, True))
+        if name == "pre":
+            out.pre += 1
+        stack.extend((child, False) for child in reversed(node.contents))
+    out.flush()
+
+
+def parse_html(path: Path) -> ParsedDocument:
+    """An HTML page; each paragraph-like element and each table becomes a block."""
+    text = clean_text(decode_html(path.read_bytes()))
+    soup = _soup(text)
+    title_tag = soup.find("title")
+    title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
+    _prune(soup)
+    out = _Collector()
+    _walk(soup.body or soup, out)
+    title = title or out.first_h1
+    return out.builder.build(path, "html", title=title[:300], empty_reason="no visible text")

@@ -1,0 +1,139 @@
+"""Settings in one typed place.
+
+Precedence, lowest first: built-in defaults, the config file (TOML), `KB_*` environment
+variables, then CLI flags (applied by the CLI through `Settings.with_overrides`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ConfigError
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kb"
+
+
+def default_config_path() -> Path:
+    """Where the config file is looked for unless KB_CONFIG names another."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "kb" / "config.toml"
+
+
+def _default_gpu_layers() -> int:
+    # Apple Silicon: put every layer on Metal; elsewhere the CPU build has no GPU.
+    return -1 if platform.system() == "Darwin" and platform.machine() == "arm64" else 0
+
+
+def _doc(text: str, **kw: Any) -> Any:
+    return field(metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of kb. Each field documents itself; `kb config` lists them."""
+
+    home: Path = _doc("Knowledge-base folder (env KB_HOME, flag --kb).", default_factory=_default_home)
+    embed_model: str = _doc(
+        "Sentence-transformers model folder, or 'default' for the packaged all-MiniLM-L6-v2.",
+        default="default",
+    )
+    llm_model: str = _doc(
+        "Path to a .gguf file, or 'default' for the packaged SmolLM2-135M-Instruct Q4_1.",
+        default="default",
+    )
+    chunk_tokens: int = _doc("Chunk size in embedding-model tokens.", default=256)
+    chunk_overlap: int = _doc("Tokens shared by consecutive chunks.", default=32)
+    embed_batch: int = _doc("Passages embedded per batch.", default=32)
+    threads: int = _doc("CPU threads for the LLM and embedder.", default_factory=lambda: os.cpu_count() or 1)
+    n_ctx: int = _doc("LLM context window in tokens.", default=4096)
+    n_batch: int = _doc("LLM prompt-processing batch size.", default=512)
+    gpu_layers: int = _doc("LLM layers offloaded to Metal (-1 all, 0 none).", default_factory=_default_gpu_layers)
+    top_k: int = _doc("Passages retrieved for an answer.", default=6)
+    search_mode: str = _doc("Retrieval mode: hybrid, dense or keyword.", default="hybrid")
+    max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=256)
+    temperature: float = _doc("LLM sampling temperature (0 = deterministic).", default=0.0)
+    min_relevance: float = _doc(
+        "Retrieval support below which `kb ask` refuses (0-1, cosine of best passage).", default=0.35
+    )
+    max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
+    parse_timeout: float = _doc("Seconds a single file may take to parse.", default=120.0)
+    pdf_password: str = _doc("Password tried on encrypted PDFs (empty password is always tried).", default="")
+
+    @classmethod
+    def fields_doc(cls) -> list[tuple[str, str, Any]]:
+        """(name, description, default) for every setting."""
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            out.append((f.name, f.metadata.get("doc", ""), default))
+        return out
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """A copy with the given non-None values replaced and checked."""
+        clean = {k: v for k, v in values.items() if v is not None}
+        return _validated(dataclasses.replace(self, **_coerce(clean)))
+
+    @classmethod
+    def load(cls, config_path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+        """Defaults, then the config file, then KB_* environment variables."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = config_path or (Path(env["KB_CONFIG"]) if env.get("KB_CONFIG") else default_config_path())
+        if path.is_file():
+            try:
+                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        elif env.get("KB_CONFIG"):
+            raise ConfigError(f"{path}: config file named by KB_CONFIG does not exist")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        for name in names:
+            key = "KB_" + name.upper()
+            if key in env and env[key] != "":
+                values[name] = env[key]
+        return _validated(cls(**_coerce(values)))
+
+
+_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _coerce(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        kind = _TYPES.get(name)
+        try:
+            if kind == "int":
+                out[name] = int(value)
+            elif kind == "float":
+                out[name] = float(value)
+            elif kind == "Path":
+                out[name] = Path(str(value)).expanduser()
+            else:
+                out[name] = str(value)
+        except ValueError as exc:
+            raise ConfigError(f"setting {name}: {value!r} is not a valid {kind}") from exc
+    return out
+
+
+def _validated(s: Settings) -> Settings:
+    if s.chunk_tokens < 16:
+        raise ConfigError(f"chunk_tokens must be at least 16 (got {s.chunk_tokens})")
+    if not 0 <= s.chunk_overlap < s.chunk_tokens // 2 + 1:
+        raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
+    if s.search_mode not in ("hybrid", "dense", "keyword"):
+        raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
+    if s.top_k < 1 or s.threads < 1 or s.n_ctx < 256:
+        raise ConfigError("top_k and threads must be >= 1 and n_ctx >= 256")
+    return s

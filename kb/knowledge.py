@@ -1,0 +1,150 @@
+"""Opening a knowledge-base folder: manifest check, writer lock, store and vector index."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from kb.config import Settings
+from kb.embeddings import Embedder, load_embedder
+from kb.errors import KBLocked, KBNotFound, ManifestMismatch
+from kb.store import Store
+from kb.vectors import VectorIndex
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+DB_FILE = "kb.sqlite"
+LOCK_FILE = "write.lock"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What shaped the stored vectors and chunks; a knowledge base only opens with the same."""
+
+    format_version: int
+    embed_name: str
+    embed_fingerprint: str
+    dim: int
+    chunk_tokens: int
+    chunk_overlap: int
+
+    @classmethod
+    def for_settings(cls, settings: Settings, embedder: Embedder) -> Manifest:
+        """The manifest the current settings would produce."""
+        return cls(FORMAT_VERSION, embedder.name, embedder.fingerprint, embedder.dim,
+                   settings.chunk_tokens, settings.chunk_overlap)
+
+    def differences(self, other: Manifest) -> list[str]:
+        """Human-readable list of fields that differ."""
+        out = []
+        for name in self.__dataclass_fields__:
+            a, b = getattr(self, name), getattr(other, name)
+            if a != b:
+                out.append(f"{name}: built with {a!r}, now {b!r}")
+        return out
+
+
+class KnowledgeBase:
+    """A knowledge base folder opened for reading, or for writing under an exclusive lock."""
+
+    def __init__(self, settings: Settings, *, embedder: Embedder | None = None, write: bool = False) -> None:
+        self.settings = settings
+        self.folder = settings.home
+        self.embedder = embedder or load_embedder(settings.embed_model, threads=settings.threads)
+        self.write = write
+        self._lock: IO[str] | None = None
+        self._vectors: VectorIndex | None = None
+        manifest_path = self.folder / MANIFEST_FILE
+        wanted = Manifest.for_settings(settings, self.embedder)
+        if not manifest_path.is_file():
+            if not write:
+                raise KBNotFound(f"no knowledge base at {self.folder}; create one with `kb ingest FOLDER`")
+            self.folder.mkdir(parents=True, exist_ok=True)
+        if write:
+            self._acquire_lock()
+        if manifest_path.is_file():
+            stored = _read_manifest(manifest_path)
+            diffs = stored.differences(wanted)
+            if diffs:
+                self.close()
+                raise ManifestMismatch(
+                    f"{self.folder}: built with other settings ({'; '.join(diffs)}). "
+                    "Use the original settings, or rebuild with `kb rebuild` (re-reads every stored file), "
+                    "or choose another folder with --kb."
+                )
+        self.manifest = wanted
+        self.store = Store(self.folder / DB_FILE)
+        if write and not manifest_path.is_file():
+            _write_json_atomic(manifest_path, {**wanted.__dict__, "created_at": time.time()})
+
+    def _acquire_lock(self) -> None:
+        fh = open(self.folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise KBLocked(
+                f"{self.folder}: another kb process ({holder}) is writing to this knowledge base; "
+                "wait for it to finish (search and ask keep working meanwhile)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        self._lock = fh
+
+    @property
+    def vectors(self) -> VectorIndex:
+        """The FAISS index, loaded (or rebuilt from SQLite) on first use."""
+        if self._vectors is None:
+            self._vectors, rebuilt = VectorIndex.load_or_rebuild(self.folder, self.store, self.manifest.dim)
+            if rebuilt and self.write:
+                self._vectors.save(self.folder, self.store.generation())
+        return self._vectors
+
+    def save_vectors(self) -> None:
+        """Persist the FAISS cache (writers only)."""
+        if self._vectors is not None and self.write:
+            self._vectors.save(self.folder, self.store.generation())
+
+    def close(self) -> None:
+        """Save what needs saving and release the lock."""
+        try:
+            if hasattr(self, "store"):
+                self.save_vectors()
+                self.store.close()
+        finally:
+            if self._lock is not None:
+                fcntl.flock(self._lock, fcntl.LOCK_UN)
+                self._lock.close()
+                self._lock = None
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _read_manifest(path: Path) -> Manifest:
+    data = json.loads(path.read_text())
+    fields = Manifest.__dataclass_fields__
+    return Manifest(**{k: data.get(k) for k in fields})
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+def kb_exists(folder: Path) -> bool:
+    """Whether a knowledge base has been created in this folder."""
+    return (folder / MANIFEST_FILE).is_file()

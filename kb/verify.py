@@ -1,0 +1,108 @@
+"""Checking claims against passages: sentence splitting, lexical support, best quotes. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kb.retrieval import STOPWORDS
+
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•]\s)|\n(?=#)")
+_WORD = re.compile(r"[^\W_]+(?:[.,:/-][^\W_]+)*", re.UNICODE)
+_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A piece of text with its character offsets in the text it was cut from."""
+
+    text: str
+    start: int
+    end: int
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentences (and list items, paragraphs) with offsets; whitespace trimmed."""
+    spans, pos = [], 0
+    for m in _SENT_END.finditer(text):
+        spans.append((pos, m.start()))
+        pos = m.end()
+    spans.append((pos, len(text)))
+    out = []
+    for a, b in spans:
+        seg = text[a:b]
+        lead = len(seg) - len(seg.lstrip())
+        seg = seg.strip()
+        if seg:
+            out.append(Span(seg, a + lead, a + lead + len(seg)))
+    return out
+
+
+def _stem(word: str) -> str:
+    w = word.lower()
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            return w[: -len(suffix)]
+    return w
+
+
+def content_terms(text: str) -> set[str]:
+    """Lower-cased, lightly stemmed words that carry meaning."""
+    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS}
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers as written (thousand separators removed), for exact matching."""
+    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+
+
+def parse_citations(text: str, valid: set[int]) -> tuple[str, list[int]]:
+    """Strip [n] / [n, m] markers from a sentence; return (clean text, valid ids in order)."""
+    ids: list[int] = []
+    for m in _CITE.finditer(text):
+        for part in re.split(r"[,;]", m.group(1)):
+            n = int(part)
+            if n in valid and n not in ids:
+                ids.append(n)
+    clean = re.sub(r"\s*" + _CITE.pattern, "", text).strip()
+    return clean, ids
+
+
+def support(claim: str, passage: str) -> float:
+    """How well a passage backs a claim, 0-1: share of the claim's content words it contains.
+
+    A number in the claim that the passage lacks makes the support 0: a wrong figure is the
+    most harmful kind of hallucination.
+    """
+    claim_nums = numbers(claim)
+    if claim_nums - numbers(passage):
+        return 0.0
+    terms = content_terms(claim)
+    if not terms:
+        return 0.0
+    return len(terms & content_terms(passage)) / len(terms)
+
+
+def best_quote(claim: str, passage: str, max_sentences: int = 2) -> Span:
+    """The passage sentence(s) that best support the claim, verbatim, with offsets in the passage."""
+    sentences = split_sentences(passage) or [Span(passage, 0, len(passage))]
+    terms = content_terms(claim)
+    nums = numbers(claim)
+
+    def score(s: Span) -> float:
+        st = content_terms(s.text)
+        return len(terms & st) + 2 * len(nums & numbers(s.text)) - 0.01 * len(st)
+
+    best_i = max(range(len(sentences)), key=lambda i: score(sentences[i]))
+    first = last = best_i
+    if max_sentences > 1 and len(sentences) > 1:
+        covered = content_terms(sentences[best_i].text)
+        # Add the neighbour that contributes most of what the best sentence misses.
+        options = [i for i in (best_i - 1, best_i + 1) if 0 <= i < len(sentences)]
+        gains = {i: len((terms - covered) & content_terms(sentences[i].text)) for i in options}
+        if gains and max(gains.values()) > 0:
+            j = max(gains, key=lambda i: gains[i])
+            first, last = min(best_i, j), max(best_i, j)
+    start, end = sentences[first].start, sentences[last].end
+    return Span(passage[start:end], start, end)

@@ -1,0 +1,50 @@
+"""Shared fixtures: no network, isolated knowledge-base homes, fake models."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "netguard"))
+import tests_netguard_impl  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Any connection beyond loopback fails the test that made it."""
+    tests_netguard_impl.install()
+    yield
+    tests_netguard_impl.uninstall()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Never touch the user's knowledge base or config; never ask a model hub."""
+    for key in list(__import__("os").environ):
+        if key.startswith("KB_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("KB_HOME", str(tmp_path / "kb-home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings for a fresh knowledge base in tmp_path, sized for the fake embedder."""
+    from kb.config import Settings
+
+    return Settings.load().with_overrides(home=tmp_path / "kb", chunk_tokens=40, chunk_overlap=8)
+
+
+@pytest.fixture
+def fake_embedder():
+    """A deterministic embedder."""
+    from tests.fakes import FakeEmbedder
+
+    return FakeEmbedder()
