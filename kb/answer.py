@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kb.guard import injection_spans, sanitize
 from kb.llm import LLM, Message
 from kb.retrieval import Hit, Retriever
 from kb.verify import Span, best_quote, content_terms, parse_citations, split_sentences, support
@@ -113,13 +114,17 @@ def format_source(n: int, hit: Hit) -> str:
     where = c.title or c.path.rsplit("/", 1)[-1]
     if c.page_start:
         where += f", page {c.page_start}" if c.page_start == c.page_end else f", pages {c.page_start}-{c.page_end}"
-    return f"[{n}] ({where})\n{c.text}"
+    return f"[{n}] ({where})\n{sanitize(c.text)}"
 
 
 def build_messages(question: str, hits: list[Hit]) -> list[Message]:
     """The chat for the model: rules, fenced sources, then the question."""
     sources = "\n\n".join(format_source(i, h) for i, h in enumerate(hits, start=1))
-    user = f"Sources:\n<<<\n{sources}\n>>>\n\nQuestion: {question}\nAnswer with [n] citations:"
+    user = (
+        f"Sources:\n<<<\n{sources}\n>>>\n\n"
+        "Read the sources and answer the question in one or two sentences, citing the source number like [1].\n"
+        f"Question: {question}"
+    )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -136,7 +141,7 @@ def verify_answer(raw: str, hits: list[Hit]) -> list[Sentence]:
         text, cites = parse_citations(span.text, valid)
         if not text or not content_terms(text):
             continue
-        scores = {n: support(text, hits[n - 1].chunk.text) for n in (cites or valid)}
+        scores = {n: support(text, sanitize(hits[n - 1].chunk.text)) for n in (cites or valid)}
         if not cites:
             best = max(scores, key=lambda n: scores[n])
             cites = [best] if scores[best] >= SUPPORT_THRESHOLD else []
@@ -153,17 +158,76 @@ def is_dont_know(raw: str) -> bool:
     return not low or low.startswith(("i don't know", "i do not know", "i don’t know")) or "not contain" in low[:80]
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a retrieved passage, scored as a possible answer."""
+
+    n: int  # 1-based index of its passage in the hits
+    span: Span
+    score: float  # meaning (cosine to the question) plus shared words
+    similarity: float  # cosine to the question alone
+
+
+def _is_heading(text: str) -> bool:
+    """A short line without punctuation, digits or cells: a title, not an answer."""
+    return len(text.split()) <= 6 and text[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in text)
+
+
+def rank_sentences(question: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray]) -> list[Candidate]:
+    """Every sentence of the passages, best answer candidates first."""
+    spans: list[tuple[int, Span]] = []
+    for n, hit in enumerate(hits, start=1):
+        injected = {sp.start for sp in injection_spans(hit.chunk.text)}
+        for sp in split_sentences(hit.chunk.text):
+            if len(content_terms(sp.text)) >= 3 and not _is_heading(sp.text) and sp.start not in injected:
+                spans.append((n, sp))
+    if not spans:
+        return []
+    vecs = embed([question] + [sp.text for _, sp in spans])
+    sims = vecs[1:] @ vecs[0]
+    q_terms = content_terms(question)
+    out = []
+    for (n, sp), sim in zip(spans, sims, strict=True):
+        overlap = len(q_terms & content_terms(sp.text)) / max(1, len(q_terms))
+        # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
+        out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim)))
+    return sorted(out, key=lambda c: -c.score)
+
+
+def complete_span(passage: str, span: Span, max_units: int = 4) -> Span:
+    """Extend a sentence that cannot stand alone: a question (FAQ) takes its answer, and a
+    line ending in a colon takes the lines it introduces."""
+    units = split_sentences(passage)
+    idx = next((i for i, u in enumerate(units) if u.start == span.start), None)
+    if idx is None:
+        return span
+    end = idx
+    while end + 1 < len(units) and end - idx < max_units - 1 and units[end].text.rstrip().endswith(("?", ":")):
+        end += 1
+    if end == idx:
+        return span
+    return Span(passage[span.start : units[end].end], span.start, units[end].end)
+
+
 class Answerer:
-    """Answers questions from one knowledge base with one LLM (or none, in extractive mode)."""
+    """Answers questions from one knowledge base with one LLM (or none, in extractive mode).
+
+    Two gates decide whether the documents answer at all: the best passage must be somewhat
+    relevant (`min_relevance`, cosine of the passage), and some sentence of the passages must
+    be close in meaning to the question (`min_answer_similarity`). Sentence-level similarity
+    separates answerable from unanswerable questions far better than passage-level similarity.
+    """
 
     def __init__(
-        self, retriever: Retriever, llm: LLM | None, *, top_k: int = 6, min_relevance: float = 0.35,
-        max_answer_tokens: int = 256, temperature: float = 0.0, mode: str = "hybrid",
+        self, retriever: Retriever, llm: LLM | None, *, top_k: int = 6, min_relevance: float = 0.2,
+        min_answer_similarity: float = 0.45, max_answer_tokens: int = 256, temperature: float = 0.0,
+        mode: str = "hybrid",
     ) -> None:
         self.retriever = retriever
         self.llm = llm
         self.top_k = top_k
         self.min_relevance = min_relevance
+        self.min_answer_similarity = min_answer_similarity
         self.max_answer_tokens = max_answer_tokens
         self.temperature = temperature
         self.mode = mode
@@ -176,16 +240,24 @@ class Answerer:
         relevance = max((h.dense or 0.0 for h in hits), default=0.0)
         if not hits or relevance < self.min_relevance:
             return self._refusal(question, hits, timings, f"no passage is relevant enough (best {relevance:.2f})")
+        ranked = rank_sentences(question, hits, self.retriever.embed_queries)
+        best_sim = max((c.similarity for c in ranked), default=0.0)
+        timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]
+        if best_sim < self.min_answer_similarity:
+            return self._refusal(
+                question, hits, timings, f"no sentence in the closest passages matches the question (best {best_sim:.2f})"
+            )
         if extractive or self.llm is None:
-            answer = self._extractive(question, hits)
+            answer = self._extractive(question, hits, ranked)
         else:
-            answer = self._generative(question, hits, timings, on_token)
+            answer = self._generative(question, hits, ranked, timings, on_token)
         answer.timings.update(timings)
         answer.timings["total"] = time.perf_counter() - t0
         return answer
 
     def _generative(
-        self, question: str, hits: list[Hit], timings: dict[str, float], on_token: Callable[[str], None] | None
+        self, question: str, hits: list[Hit], ranked: list[Candidate], timings: dict[str, float],
+        on_token: Callable[[str], None] | None,
     ) -> Answer:
         assert self.llm is not None
         packed = pack_evidence(question, hits, self.llm, self.max_answer_tokens)
@@ -200,7 +272,7 @@ class Answerer:
 
         raw = self.llm.chat(
             build_messages(question, packed), max_tokens=self.max_answer_tokens,
-            temperature=self.temperature, on_token=token,
+            temperature=self.temperature, on_token=token, stop=["\nQuestion:", "\n\n\n", "<<<"],
         )
         timings["generate"] = time.perf_counter() - t1
         if first:
@@ -209,36 +281,20 @@ class Answerer:
         kept = [s for s in sentences if s.supported]
         if kept:
             return self._compose(question, kept, sentences, packed, "generative")
-        fallback = self._extractive(question, hits)
-        if fallback.refused:
-            return fallback
+        fallback = self._extractive(question, hits, ranked)
         fallback.note = (
             "The model's answer could not be verified against the sources"
             + (" (it said it did not know)" if is_dont_know(raw) else "")
-            + "; showing the best-supporting sentences from the documents instead."
+            + "; showing the best-matching sentence from the documents instead."
         )
         fallback.sentences = fallback.sentences + [s for s in sentences if not s.supported]
         return fallback
 
-    def _extractive(self, question: str, hits: list[Hit]) -> Answer:
-        """The sentences of the retrieved passages that best answer the question, no LLM."""
-        candidates: list[tuple[int, Span]] = []
-        for n, hit in enumerate(hits, start=1):
-            for s in split_sentences(hit.chunk.text):
-                if len(content_terms(s.text)) >= 3:
-                    candidates.append((n, s))
-        if not candidates:
-            return self._refusal(question, hits, {}, "the passages hold no usable sentence")
-        vecs = self.retriever.embed_queries([question] + [s.text for _, s in candidates])
-        sims = vecs[1:] @ vecs[0]
-        q_terms = content_terms(question)
-        overlap = np.array([len(q_terms & content_terms(s.text)) / max(1, len(q_terms)) for _, s in candidates])
-        # Rank by meaning first; shared words break near-ties. Passage rank adds a small prior.
-        prior = np.array([1.0 / (n + 4) for n, _ in candidates])
-        scores = sims + 0.25 * overlap + 0.2 * prior
-        best = int(np.argmax(scores))
-        n, span = candidates[best]
-        sentence = Sentence(span.text, (n,), True, 1.0)
+    def _extractive(self, question: str, hits: list[Hit], ranked: list[Candidate]) -> Answer:
+        """The sentence of the retrieved passages that best answers the question, no LLM."""
+        best = ranked[0]
+        span = complete_span(hits[best.n - 1].chunk.text, best.span)
+        sentence = Sentence(span.text, (best.n,), True, 1.0)
         return self._compose(question, [sentence], [sentence], hits, "extractive")
 
     def _compose(

@@ -59,13 +59,21 @@ class Settings:
     gpu_layers: int = _doc("LLM layers offloaded to Metal (-1 all, 0 none).", default_factory=_default_gpu_layers)
     top_k: int = _doc("Passages retrieved for an answer.", default=6)
     search_mode: str = _doc("Retrieval mode: hybrid, dense or keyword.", default="hybrid")
-    max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=256)
+    max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=160)
     temperature: float = _doc("LLM sampling temperature (0 = deterministic).", default=0.0)
     min_relevance: float = _doc(
-        "Retrieval support below which `kb ask` refuses (0-1, cosine of best passage).", default=0.35
+        "`kb ask` refuses when no passage is at least this similar to the question (cosine, 0-1).", default=0.2
+    )
+    min_answer_similarity: float = _doc(
+        "`kb ask` refuses when no sentence of the passages is at least this similar to the question (cosine).",
+        default=0.45,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
     parse_timeout: float = _doc("Seconds a single file may take to parse.", default=120.0)
+    parse_memory_mb: int = _doc(
+        "Address-space cap in MB for the parse worker (0 = no cap); a file whose parser exceeds it fails alone.",
+        default=2048,
+    )
     pdf_password: str = _doc("Password tried on encrypted PDFs (empty password is always tried).", default="")
 
     @classmethod
@@ -134,6 +142,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
     if s.search_mode not in ("hybrid", "dense", "keyword"):
         raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
+    if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:
+        raise ConfigError(f"parse_memory_mb must be 0 (no cap) or at least 256 (got {s.parse_memory_mb})")
     if s.top_k < 1 or s.threads < 1 or s.n_ctx < 256:
         raise ConfigError("top_k and threads must be >= 1 and n_ctx >= 256")
     return s

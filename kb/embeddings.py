@@ -1,4 +1,5 @@
-"""Embedding models: the packaged default, any local sentence-transformers folder, and a test fake.
+"""Embedding models: the packaged default, any local sentence-transformers folder, and a
+hashing stand-in for tests (`fake:`).
 
 sentence-transformers (and torch) are imported only when vectors are actually computed, so
 commands that only need the tokenizer (chunking) or nothing at all stay fast to start.
@@ -6,6 +7,7 @@ commands that only need the tokenizer (chunking) or nothing at all stay fast to 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -145,6 +147,61 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
-def load_embedder(name: str, *, threads: int | None = None) -> SentenceTransformerEmbedder:
-    """The embedder named by the `embed_model` setting."""
+FAKE_PREFIX = "fake:"
+
+
+class HashingEmbedder:
+    """TESTING AID, not a model: words hashed into `dim` buckets, L2-normalised, deterministic.
+
+    Selected with `embed_model = "fake:"` (e.g. env KB_EMBED_MODEL=fake:) so that tests can run
+    the real `kb` command in a subprocess without loading torch. Options after the colon,
+    comma-separated: `dim=N` (default 64) and `delay=S`, seconds slept per embedded text, to
+    imitate a slow model (crash and lock tests need an ingest that lasts a while). Texts sharing
+    words get similar vectors; it has no notion of meaning. Never use it for real documents.
+    """
+
+    tokenizer_file = ""  # whitespace tokens
+    max_tokens = 512
+
+    def __init__(self, spec: str = FAKE_PREFIX) -> None:
+        options = dict(
+            part.split("=", 1) for part in spec[len(FAKE_PREFIX):].split(",") if "=" in part
+        )
+        try:
+            self.dim = int(options.get("dim", 64))
+            self.delay = float(options.get("delay", 0))
+        except ValueError as exc:
+            raise ModelNotFound(f"{spec}: bad fake embedder options ({exc})") from exc
+        self.name = f"fake-hashing-{self.dim}"
+        # The delay does not change the vectors, so it is not part of the fingerprint.
+        self.fingerprint = f"hashing{self.dim}"
+
+    def tokenizer(self) -> TokenSpans:
+        """Whitespace tokens."""
+        from ingest.chunking import WhitespaceTokenizer
+
+        return WhitespaceTokenizer()
+
+    def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        """One normalised bag-of-hashed-words vector per text."""
+        import re
+        import time
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                out[i, h % self.dim] += 1.0
+            norm = np.linalg.norm(out[i])
+            if norm:
+                out[i] /= norm
+        if self.delay and texts:
+            time.sleep(self.delay * len(texts))
+        return out
+
+
+def load_embedder(name: str, *, threads: int | None = None) -> SentenceTransformerEmbedder | HashingEmbedder:
+    """The embedder named by the `embed_model` setting ('fake:...' is the testing aid above)."""
+    if name.startswith(FAKE_PREFIX):
+        return HashingEmbedder(name)
     return SentenceTransformerEmbedder(resolve_embed_model(name), threads=threads)

@@ -31,3 +31,7 @@ class KBLocked(KBError):
 
 class InputError(KBError):
     """A path or argument given by the user cannot be used."""
+
+
+class KBDamaged(KBError):
+    """The knowledge-base folder is damaged in a way `kb repair` or `kb rebuild` must fix first."""

@@ -1,17 +1,19 @@
 """Ingest: bring the knowledge base in step with files and folders.
 
-Unchanged files (same size and mtime, or same content hash) are skipped without re-embedding;
-changed files are re-parsed and replace their old chunks; moved files keep their vectors;
-files that vanished from an ingested folder are removed. Each file is stored in its own
-transaction, so an interrupted run keeps everything finished before it.
+Unchanged files (same size, mtime, ctime and inode, or same content hash) are skipped without
+re-embedding; changed files are re-parsed and replace their old chunks; moved files (same
+content at a new path, the old path gone) keep their vectors; files that vanished from an
+ingested folder are removed. Each file is stored in its own transaction, so an interrupted
+run keeps everything finished before it and a re-run finishes the job.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,11 @@ import numpy as np
 
 from ingest.discover import discover
 from ingest.formats import SUPPORTED
+from kb.config import Settings
 from kb.errors import InputError
 from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
 from kb.knowledge import KnowledgeBase
+from kb.store import DocumentRow
 
 STATUSES = ("added", "updated", "moved", "unchanged", "removed", "skipped", "failed")
 
@@ -79,7 +83,8 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
 
 def _targets(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     """(files to consider, folders whose vanished documents should be removed)."""
-    files, folders = [], []
+    files: list[Path] = []
+    folders: list[Path] = []
     for p in paths:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
@@ -92,6 +97,72 @@ def _targets(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return unique, folders
 
 
+@dataclass(frozen=True)
+class _Parse:
+    """A file that must be parsed, chunked and embedded."""
+
+    path: Path
+    sha: str
+    st: os.stat_result
+    is_update: bool
+
+
+def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
+    # Size and mtime alone miss a file replaced by another of the same size and mtime (cp -p,
+    # coarse clocks); the status-change time and inode change on any replacement and cannot be
+    # set by users. Rows from before these were recorded (0) always fall through to the hash.
+    return (
+        old.size == st.st_size and old.mtime == st.st_mtime
+        and old.ctime_ns == st.st_ctime_ns and old.inode == st.st_ino and old.inode != 0
+    )
+
+
+def _classify(
+    settings: Settings, stored: Mapping[str, DocumentRow], files: list[Path], vanished: dict[str, DocumentRow]
+) -> Iterator[FileResult | _Parse | tuple[str, str, os.stat_result, FileResult]]:
+    """Decide what each file needs: a final result, a ("touch"|"move", old path, stat, result), or a parse.
+
+    Pops moved documents from `vanished`; what is left there afterwards is to be removed.
+    """
+    vanished_by_hash: dict[str, list[str]] = {}
+    for p, d in sorted(vanished.items()):
+        vanished_by_hash.setdefault(d.sha256, []).append(p)
+    limit = settings.max_file_mb * 1024 * 1024
+    for path in files:
+        key = str(path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            yield FileResult(key, "failed", f"cannot read ({exc.strerror})")
+            continue
+        suffix = path.suffix.lower()
+        if suffix not in SUPPORTED:
+            yield FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'")
+            continue
+        old = stored.get(key)
+        if old and _unchanged_by_stat(old, st):
+            yield FileResult(key, "unchanged", chunks=old.n_chunks)
+            continue
+        if st.st_size > limit:
+            size = f"{st.st_size / 2**20:.0f} MB"
+            yield FileResult(key, "failed", f"too large ({size} > max_file_mb {settings.max_file_mb:g})")
+            continue
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            yield FileResult(key, "failed", f"cannot read ({exc.strerror})")
+            continue
+        if old and old.sha256 == sha:
+            yield ("touch", key, st, FileResult(key, "unchanged", chunks=old.n_chunks))
+            continue
+        if not old and vanished_by_hash.get(sha):
+            old_path = vanished_by_hash[sha].pop(0)
+            moved = vanished.pop(old_path)
+            yield ("move", old_path, st, FileResult(key, "moved", chunks=moved.n_chunks, moved_from=old_path))
+            continue
+        yield _Parse(path, sha, st, old is not None)
+
+
 def ingest(
     kb: KnowledgeBase,
     paths: list[Path],
@@ -100,150 +171,196 @@ def ingest(
     dry_run: bool = False,
     isolate: bool = True,
 ) -> IngestReport:
-    """Add, update, move and remove documents so the knowledge base matches `paths`."""
+    """Add, update, move and remove documents so the knowledge base matches `paths`.
+
+    With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
+    report says what would happen; parse failures are only found by a real run.
+    """
+    if dry_run:
+        return plan(kb.settings, kb.store.documents(), paths, progress=progress)
     started = time.monotonic()
     settings = kb.settings
-    if not dry_run:
-        # Load (or rebuild) the vector cache before the store changes, so it is updated, not
-        # rebuilt from a half-updated store and then updated again.
-        _ = kb.vectors
+    # Load (or rebuild) the vector cache before the store changes, so it is updated, not
+    # rebuilt from a half-updated store and then updated again.
+    _ = kb.vectors
     files, folders = _targets(paths)
-    report = IngestReport(dry_run=dry_run)
+    report = IngestReport()
     stored = {d.path: d for d in kb.store.documents()}
-    present = {str(f) for f in files}
-    vanished = {
-        p: d for p, d in stored.items()
-        if p not in present and any(Path(p).is_relative_to(folder) for folder in folders)
-    }
-    vanished_by_hash = {d.sha256: p for p, d in vanished.items()}
+    vanished = _vanished(stored, files, folders)
     total = len(files)
     done = 0
 
-    def emit(result: FileResult | None) -> None:
+    def emit(result: FileResult | None, count: bool = True) -> None:
+        nonlocal done
         if result is not None:
             report.results.append(result)
+            done += count
         if progress:
             progress(done, total, result)
 
     emit(None)
-    todo: list[tuple[Path, str, os.stat_result, bool]] = []  # (path, sha, stat, is_update)
-    for path in files:
-        key = str(path)
-        try:
-            st = path.stat()
-        except OSError as exc:
-            done += 1
-            emit(FileResult(key, "failed", f"cannot read ({exc.strerror})"))
+    todo: list[_Parse] = []
+    for action in _classify(settings, stored, files, vanished):
+        if isinstance(action, _Parse):
+            todo.append(action)
             continue
-        suffix = path.suffix.lower()
-        if suffix not in SUPPORTED:
-            done += 1
-            emit(FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'"))
-            continue
-        old = stored.get(key)
-        if old and old.size == st.st_size and old.mtime == st.st_mtime:
-            done += 1
-            emit(FileResult(key, "unchanged", chunks=old.n_chunks))
-            continue
-        if st.st_size > settings.max_file_mb * 1024 * 1024:
-            done += 1
-            emit(FileResult(key, "failed", f"too large ({st.st_size / 2**20:.0f} MB > max_file_mb {settings.max_file_mb:g})"))
-            continue
-        try:
-            sha = file_sha256(path)
-        except OSError as exc:
-            done += 1
-            emit(FileResult(key, "failed", f"cannot read ({exc.strerror})"))
-            continue
-        if old and old.sha256 == sha:
-            if not dry_run:
-                kb.store.touch(key, st.st_mtime)
-            done += 1
-            emit(FileResult(key, "unchanged", chunks=old.n_chunks))
-            continue
-        if not old and sha in vanished_by_hash:
-            old_path = vanished_by_hash.pop(sha)
-            vanished.pop(old_path, None)
-            if not dry_run:
-                kb.store.update_location(old_path, key, st.st_mtime)
-            done += 1
-            emit(FileResult(key, "moved", chunks=stored[old_path].n_chunks, moved_from=old_path))
-            continue
-        if dry_run:
-            done += 1
-            emit(FileResult(key, "updated" if old else "added"))
-            continue
-        todo.append((path, sha, st, old is not None))
+        if isinstance(action, tuple):
+            kind, old_path, st, result = action
+            if kind == "touch":
+                kb.store.touch(result.path, st.st_mtime, st.st_ctime_ns, st.st_ino)
+            else:
+                kb.store.update_location(old_path, result.path, st.st_mtime, st.st_ctime_ns, st.st_ino)
+            action = result
+        emit(action)
 
-    buffer: list[tuple[Path, str, os.stat_result, bool, ParsedChunks]] = []
+    buffer: list[tuple[_Parse, ParsedChunks]] = []
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
-        nonlocal done
-        texts = [embedding_text(p.title, c.heading_path, c.text) for *_, p in buffer for c in p.chunks]
+        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p in buffer for c in p.chunks]
         vectors = kb.embedder.embed(texts, batch_size=settings.embed_batch) if texts else None
         offset = 0
-        for path, sha, st, is_update, parsed in buffer:
+        for job, parsed in buffer:
             n = len(parsed.chunks)
             vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
             offset += n
+            # One transaction per file: a crash keeps every file stored before it, whole.
             removed, added = kb.store.replace_document(
-                path=str(path), sha256=sha, size=st.st_size, mtime=st.st_mtime, format=parsed.format,
-                title=parsed.title or path.stem, n_pages=parsed.n_pages, chunks=parsed.chunks, vectors=vecs,
+                path=str(job.path), sha256=job.sha, size=job.st.st_size, mtime=job.st.st_mtime,
+                format=parsed.format, title=parsed.title or job.path.stem, n_pages=parsed.n_pages,
+                chunks=parsed.chunks, vectors=vecs, ctime_ns=job.st.st_ctime_ns, inode=job.st.st_ino,
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
-            done += 1
-            emit(FileResult(str(path), "updated" if is_update else "added", chunks=len(added)))
+            emit(FileResult(str(job.path), "updated" if job.is_update else "added", chunks=len(added)))
         buffer.clear()
 
-    for path, sha, st, is_update, parsed in _parse_all(kb, todo, isolate):
-        if isinstance(parsed, str):
-            done += 1
-            emit(FileResult(str(path), "failed", parsed))
+    for job, parsed in _parse_all(kb, todo, isolate):
+        if isinstance(parsed, str) or not parsed.chunks:
+            reason = parsed if isinstance(parsed, str) else "no text to index"
+            if job.is_update:
+                reason += "; the previously indexed version is kept"
+            emit(FileResult(str(job.path), "failed", reason))
             continue
-        buffer.append((path, sha, st, is_update, parsed))
-        if sum(len(b[-1].chunks) for b in buffer) >= settings.embed_batch * 4:
+        buffer.append((job, parsed))
+        if sum(len(p.chunks) for _, p in buffer) >= settings.embed_batch * 4:
             flush()
     flush()
 
     for old_path in sorted(vanished):
-        if not dry_run:
-            kb.vectors.remove(kb.store.remove_document(old_path))
-        emit(FileResult(old_path, "removed"))
-    if not dry_run:
-        kb.save_vectors()
+        kb.vectors.remove(kb.store.remove_document(old_path))
+        emit(FileResult(old_path, "removed"), count=False)
+    kb.save_vectors()
     report.seconds = time.monotonic() - started
     return report
 
 
-def _parse_all(
-    kb: KnowledgeBase, todo: list[tuple[Path, str, os.stat_result, bool]], isolate: bool
-) -> Iterator[tuple[Path, str, os.stat_result, bool, ParsedChunks | str]]:
+def plan(
+    settings: Settings, documents: list[DocumentRow], paths: list[Path], *, progress: Progress | None = None
+) -> IngestReport:
+    """What `ingest` would do, without parsing or writing anything (`kb ingest --dry-run`).
+
+    `documents` are the stored ones (empty for a knowledge base not created yet).
+    """
+    started = time.monotonic()
+    files, folders = _targets(paths)
+    stored = {d.path: d for d in documents}
+    vanished = _vanished(stored, files, folders)
+    report = IngestReport(dry_run=True)
+    for i, action in enumerate(_classify(settings, stored, files, vanished), start=1):
+        if isinstance(action, _Parse):
+            result = FileResult(str(action.path), "updated" if action.is_update else "added")
+        elif isinstance(action, tuple):
+            result = action[3]
+        else:
+            result = action
+        report.results.append(result)
+        if progress:
+            progress(i, len(files), result)
+    report.results.extend(FileResult(p, "removed", chunks=vanished[p].n_chunks) for p in sorted(vanished))
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _vanished(stored: Mapping[str, DocumentRow], files: list[Path], folders: list[Path]) -> dict[str, DocumentRow]:
+    """Stored documents inside an ingested folder whose file is no longer there."""
+    present = {str(f) for f in files}
+    return {
+        p: d for p, d in stored.items()
+        if p not in present and any(Path(p).is_relative_to(folder) for folder in folders)
+    }
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A stored document removed (or, in a dry run, to be removed) by `kb remove`."""
+
+    path: str
+    chunks: int
+
+
+def matching_documents(documents: list[DocumentRow], paths: list[Path | str]) -> list[DocumentRow]:
+    """Stored documents named by `paths`: a document itself, or everything under a folder.
+
+    The files need not exist any more. Raises InputError naming the first path that matches
+    nothing, so a typo removes nothing.
+    """
+    by_path = {d.path: d for d in documents}
+    chosen: dict[str, DocumentRow] = {}
+    for given in paths:
+        text = str(given)
+        forms = {text, os.path.abspath(os.path.expanduser(text))}
+        with contextlib.suppress(OSError, RuntimeError):
+            forms.add(str(Path(text).expanduser().resolve()))
+        found = [by_path[f] for f in forms if f in by_path]
+        prefixes = tuple(f.rstrip(os.sep) + os.sep for f in forms)
+        found += [d for d in documents if d.path.startswith(prefixes)]
+        if not found:
+            raise InputError(f"{given}: not in the knowledge base (nothing removed)")
+        chosen.update((d.path, d) for d in found)
+    return [chosen[p] for p in sorted(chosen)]
+
+
+def remove(kb: KnowledgeBase, paths: list[Path | str], *, dry_run: bool = False) -> list[Removal]:
+    """Remove the documents named by `paths` (files, or folders meaning everything under them).
+
+    All in one transaction; the FAISS cache follows. Raises InputError, removing nothing, if
+    any path matches no stored document.
+    """
+    docs = matching_documents(kb.store.documents(), paths)
+    out = [Removal(d.path, d.n_chunks) for d in docs]
+    if not dry_run:
+        _ = kb.vectors  # loaded before the store changes, so it is updated rather than rebuilt
+        kb.vectors.remove(kb.store.remove_documents(d.path for d in docs))
+        kb.save_vectors()
+    return out
+
+
+def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
     """Parse files one ahead of the consumer, so parsing overlaps with embedding."""
     settings = kb.settings
     tok_file = kb.embedder.tokenizer_file
 
-    def job(path: Path) -> ParseJob:
-        return ParseJob(str(path), settings.pdf_password, tok_file, settings.chunk_tokens, settings.chunk_overlap)
+    def job(item: _Parse) -> ParseJob:
+        return ParseJob(str(item.path), settings.pdf_password, tok_file, settings.chunk_tokens, settings.chunk_overlap)
 
     if not isolate:
-        for path, sha, st, upd in todo:
-            from ingest.errors import ParseError
+        from ingest.errors import ParseError
 
+        for item in todo:
             try:
-                yield path, sha, st, upd, parse_and_chunk(job(path))
+                yield item, parse_and_chunk(job(item))
             except ParseError as exc:
-                yield path, sha, st, upd, exc.reason
+                yield item, exc.reason
         return
-    worker = ParseWorker(settings.parse_timeout)
+    worker = ParseWorker(settings.parse_timeout, settings.parse_memory_mb)
     try:
         if todo:
-            worker.submit(job(todo[0][0]))
-        for i, (path, sha, st, upd) in enumerate(todo):
+            worker.submit(job(todo[0]))
+        for i, item in enumerate(todo):
             parsed = worker.result()
             if i + 1 < len(todo):
-                worker.submit(job(todo[i + 1][0]))
-            yield path, sha, st, upd, parsed
+                worker.submit(job(todo[i + 1]))
+            yield item, parsed
     finally:
         worker.close()

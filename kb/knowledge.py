@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
-from kb.errors import KBLocked, KBNotFound, ManifestMismatch
+from kb.errors import KBDamaged, KBLocked, KBNotFound, ManifestMismatch
 from kb.store import Store
 from kb.vectors import VectorIndex
 
@@ -66,9 +66,15 @@ class KnowledgeBase:
                 raise KBNotFound(f"no knowledge base at {self.folder}; create one with `kb ingest FOLDER`")
             self.folder.mkdir(parents=True, exist_ok=True)
         if write:
-            self._acquire_lock()
+            self._lock = acquire_write_lock(self.folder)
         if manifest_path.is_file():
-            stored = _read_manifest(manifest_path)
+            try:
+                stored = _read_manifest(manifest_path)
+            except (OSError, ValueError, TypeError) as exc:
+                self.close()
+                raise KBDamaged(
+                    f"{manifest_path}: unreadable manifest ({exc}); `kb rebuild` re-creates the knowledge base"
+                ) from exc
             diffs = stored.differences(wanted)
             if diffs:
                 self.close()
@@ -80,25 +86,15 @@ class KnowledgeBase:
         self.manifest = wanted
         self.store = Store(self.folder / DB_FILE)
         if write and not manifest_path.is_file():
-            _write_json_atomic(manifest_path, {**wanted.__dict__, "created_at": time.time()})
-
-    def _acquire_lock(self) -> None:
-        fh = open(self.folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
-            raise KBLocked(
-                f"{self.folder}: another kb process ({holder}) is writing to this knowledge base; "
-                "wait for it to finish (search and ask keep working meanwhile)"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._lock = fh
+            n = self.store.counts()["documents"]
+            if n:
+                self.close()
+                raise KBDamaged(
+                    f"{manifest_path}: missing, yet the store holds {n} documents built with unknown settings; "
+                    "`kb rebuild` re-creates the knowledge base with the current ones"
+                )
+            # Written after the store exists: a folder with a manifest is a knowledge base.
+            write_manifest(self.folder, wanted)
 
     @property
     def vectors(self) -> VectorIndex:
@@ -122,8 +118,7 @@ class KnowledgeBase:
                 self.store.close()
         finally:
             if self._lock is not None:
-                fcntl.flock(self._lock, fcntl.LOCK_UN)
-                self._lock.close()
+                release_write_lock(self._lock)
                 self._lock = None
 
     def __enter__(self) -> KnowledgeBase:
@@ -133,10 +128,71 @@ class KnowledgeBase:
         self.close()
 
 
+def acquire_write_lock(folder: Path, *, wait: float = 1.0) -> IO[str]:
+    """Take the knowledge base's exclusive writer lock, or raise KBLocked.
+
+    The lock is an flock on `write.lock`: the kernel drops it when the holder exits, even by
+    SIGKILL, so a crash never leaves a stale lock. A short `wait` rides out a `kb check` probe.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise KBLocked(
+                f"{folder}: another kb process ({holder}) is writing to this knowledge base; "
+                "wait for it to finish (search and ask keep working meanwhile)"
+            ) from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"pid {os.getpid()}")
+    fh.flush()
+    return fh
+
+
+def release_write_lock(fh: IO[str]) -> None:
+    """Release a lock taken with acquire_write_lock."""
+    fcntl.flock(fh, fcntl.LOCK_UN)
+    fh.close()
+
+
+def writer_active(folder: Path) -> bool:
+    """Whether some process holds the writer lock right now (probed without blocking anyone for long)."""
+    path = folder / LOCK_FILE
+    if not path.is_file():
+        return False
+    with open(path) as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest stored in a knowledge-base folder (raises OSError or ValueError if unreadable)."""
+    return _read_manifest(folder / MANIFEST_FILE)
+
+
 def _read_manifest(path: Path) -> Manifest:
     data = json.loads(path.read_text())
     fields = Manifest.__dataclass_fields__
     return Manifest(**{k: data.get(k) for k in fields})
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    """Write a manifest atomically."""
+    _write_json_atomic(folder / MANIFEST_FILE, {**manifest.__dict__, "created_at": time.time()})
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -129,8 +130,11 @@ class LlamaCppLLM:
 
 
 def load_llm(settings) -> LlamaCppLLM:  # noqa: ANN001 - kb.config.Settings, imported lazily to avoid a cycle
-    """The LLM named by the settings."""
-    return LlamaCppLLM(
-        resolve_gguf(settings.llm_model), n_ctx=settings.n_ctx, threads=settings.threads,
-        n_batch=settings.n_batch, gpu_layers=settings.gpu_layers,
-    )
+    """The LLM named by the settings (one instance per model and settings per process)."""
+    return _cached_llm(resolve_gguf(settings.llm_model), settings.n_ctx, settings.threads, settings.n_batch,
+                       settings.gpu_layers)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: int) -> LlamaCppLLM:
+    return LlamaCppLLM(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch, gpu_layers=gpu_layers)

@@ -11,6 +11,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ingest.types import Chunk
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: documents.ctime_ns and inode, so a same-size same-mtime replacement is noticed
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +33,9 @@ CREATE TABLE IF NOT EXISTS documents (
     title TEXT NOT NULL DEFAULT '',
     n_pages INTEGER,
     n_chunks INTEGER NOT NULL DEFAULT 0,
-    ingested_at REAL NOT NULL
+    ingested_at REAL NOT NULL,
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    inode INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
@@ -48,9 +51,11 @@ CREATE TABLE IF NOT EXISTS chunks (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+"""
+_FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
     title, heading, body, tokenize = 'porter unicode61 remove_diacritics 2'
-);
+)
 """
 
 
@@ -68,6 +73,8 @@ class DocumentRow:
     n_pages: int | None
     n_chunks: int
     ingested_at: float
+    ctime_ns: int = 0  # status-change time and inode seen at ingest: any replacement of the file changes them
+    inode: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,15 @@ def _chunk_row(r: sqlite3.Row | tuple) -> ChunkRow:
     return ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])))
 
 
+def _heading_path(stored: str) -> tuple[str, ...]:
+    """The heading path kept as JSON; a damaged value reads as no heading."""
+    try:
+        value = json.loads(stored)
+    except (ValueError, TypeError):
+        return ()
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+
 def _doc_row(r: sqlite3.Row | tuple) -> DocumentRow:
     return DocumentRow(*r)
 
@@ -111,9 +127,21 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(_SCHEMA)
-        if self.get_meta("schema_version") is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        self.db.executescript(_SCHEMA + _FTS_SCHEMA + ";")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older store up to SCHEMA_VERSION in place (columns added, nothing rebuilt)."""
+        version = self.get_meta("schema_version")
+        if version == str(SCHEMA_VERSION):
+            return
+        with self._transaction():
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(documents)")}
+            for name in ("ctime_ns", "inode"):
+                if name not in columns:
+                    self.db.execute(f"ALTER TABLE documents ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+            if version is None or int(version) < SCHEMA_VERSION:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         """Close the connection."""
@@ -140,7 +168,7 @@ class Store:
     def documents(self) -> list[DocumentRow]:
         """All stored documents, by path."""
         rows = self.db.execute(
-            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at "
+            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at, ctime_ns, inode "
             "FROM documents ORDER BY path"
         ).fetchall()
         return [_doc_row(r) for r in rows]
@@ -148,7 +176,7 @@ class Store:
     def document(self, path: str) -> DocumentRow | None:
         """The stored document at `path`, or None."""
         row = self.db.execute(
-            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at "
+            "SELECT id, path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at, ctime_ns, inode "
             "FROM documents WHERE path = ?",
             (path,),
         ).fetchone()
@@ -166,6 +194,8 @@ class Store:
         n_pages: int | None,
         chunks: Sequence[Chunk],
         vectors: np.ndarray,
+        ctime_ns: int = 0,
+        inode: int = 0,
     ) -> tuple[list[int], list[int]]:
         """Store a document with its chunks, replacing any older version, in one transaction.
 
@@ -177,9 +207,9 @@ class Store:
         with self._transaction():
             removed = self._delete_document(path)
             cur = self.db.execute(
-                "INSERT INTO documents(path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (path, sha256, size, mtime, format, title, n_pages, len(chunks), time.time()),
+                "INSERT INTO documents(path, sha256, size, mtime, format, title, n_pages, n_chunks, ingested_at,"
+                " ctime_ns, inode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (path, sha256, size, mtime, format, title, n_pages, len(chunks), time.time(), ctime_ns, inode),
             )
             doc_id = int(cur.lastrowid or 0)
             added = []
@@ -200,14 +230,19 @@ class Store:
             self._bump_generation()
         return removed, added
 
-    def update_location(self, old_path: str, new_path: str, mtime: float) -> None:
+    def update_location(self, old_path: str, new_path: str, mtime: float, ctime_ns: int = 0, inode: int = 0) -> None:
         """Record that a document moved (same content), keeping its chunks and vectors."""
         with self._transaction():
-            self.db.execute("UPDATE documents SET path = ?, mtime = ? WHERE path = ?", (new_path, mtime, old_path))
+            self.db.execute(
+                "UPDATE documents SET path = ?, mtime = ?, ctime_ns = ?, inode = ? WHERE path = ?",
+                (new_path, mtime, ctime_ns, inode, old_path),
+            )
 
-    def touch(self, path: str, mtime: float) -> None:
-        """Record a new mtime for an unchanged document, so the fast check skips it next time."""
-        self.db.execute("UPDATE documents SET mtime = ? WHERE path = ?", (mtime, path))
+    def touch(self, path: str, mtime: float, ctime_ns: int = 0, inode: int = 0) -> None:
+        """Record new file times for an unchanged document, so the fast check skips it next time."""
+        self.db.execute(
+            "UPDATE documents SET mtime = ?, ctime_ns = ?, inode = ? WHERE path = ?", (mtime, ctime_ns, inode, path)
+        )
 
     def remove_document(self, path: str) -> list[int]:
         """Delete a document and everything derived from it; returns the removed chunk ids."""
@@ -216,6 +251,31 @@ class Store:
             if removed or self.document(path) is None:
                 self._bump_generation()
         return removed
+
+    def remove_documents(self, paths: Iterable[str]) -> list[int]:
+        """Delete several documents in one transaction (all or none); returns the removed chunk ids."""
+        removed: list[int] = []
+        with self._transaction():
+            for path in paths:
+                removed.extend(self._delete_document(path))
+            self._bump_generation()
+        return removed
+
+    def rebuild_keyword_index(self) -> int:
+        """Drop the FTS5 table and refill it from the chunks (inside the caller's transaction); returns rows."""
+        self.db.execute("DROP TABLE IF EXISTS chunks_fts")
+        self.db.execute(_FTS_SCHEMA)
+        rows = self.db.execute(
+            "SELECT c.id, d.title, c.heading, c.text FROM chunks c JOIN documents d ON d.id = c.doc_id"
+        )
+        n = 0
+        for cid, title, heading, text in rows.fetchall():
+            self.db.execute(
+                "INSERT INTO chunks_fts(rowid, title, heading, body) VALUES (?, ?, ?, ?)",
+                (cid, title, " ".join(_heading_path(heading)), text),
+            )
+            n += 1
+        return n
 
     def _delete_document(self, path: str) -> list[int]:
         row = self.db.execute("SELECT id FROM documents WHERE path = ?", (path,)).fetchone()
@@ -226,6 +286,18 @@ class Store:
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
         self.db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         return ids
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees one consistent state, whatever writers do."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     class _Tx:
         def __init__(self, db: sqlite3.Connection) -> None:
@@ -271,8 +343,11 @@ class Store:
                 out[i] = np.frombuffer(found[cid], dtype=np.float32)
         return out
 
-    def iter_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, vectors) in batches, for rebuilding the FAISS cache."""
+    def iter_vectors(self, batch: int = 10000, dim: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) in id order and batches, for rebuilding the FAISS cache.
+
+        With `dim`, damaged vectors (a blob of another length) are left out; `kb check` reports them.
+        """
         last = -1
         while True:
             rows = self.db.execute(
@@ -280,9 +355,13 @@ class Store:
             ).fetchall()
             if not rows:
                 return
+            last = int(rows[-1][0])
+            if dim is not None:
+                rows = [r for r in rows if isinstance(r[1], bytes) and len(r[1]) == dim * 4]
+                if not rows:
+                    continue
             ids = np.array([r[0] for r in rows], dtype=np.int64)
             vecs = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            last = int(ids[-1])
             yield ids, vecs
 
     def keyword_search(self, match: str, k: int) -> list[tuple[int, float]]:

@@ -22,13 +22,40 @@ class Span:
     end: int
 
 
+_LINE = re.compile(r"[^\n]*(?:\n|$)")
+
+
+def _line_breaks(text: str, a: int, b: int) -> list[int]:
+    """Offsets inside text[a:b] where a heading-like or table-row line ends.
+
+    Text from PDFs and tables arrives with headings glued to the next sentence ("Annual
+    Leave\nEntitlement\nFull-time employees ..."). A short line without closing punctuation
+    followed by a line that starts a new thought is cut off as its own unit; a wrapped line
+    of running text (the next line starts in lower case) is left alone.
+    """
+    cuts = []
+    lines = [(m.start() + a, m.group()) for m in _LINE.finditer(text[a:b]) if m.group()]
+    for (start, line), (_, nxt) in zip(lines, lines[1:]):
+        body = line.strip()
+        if not body or not nxt.strip():
+            continue
+        short = len(body.split()) <= 6 or "|" in body
+        if short and body[-1] not in ".,;:" and (nxt.lstrip()[:1].isupper() or nxt.lstrip()[:1].isdigit() or "|" in nxt):
+            cuts.append(start + len(line))
+    return cuts
+
+
 def split_sentences(text: str) -> list[Span]:
-    """Sentences (and list items, paragraphs) with offsets; whitespace trimmed."""
-    spans, pos = [], 0
+    """Sentences (and list items, headings, table rows) with offsets; whitespace trimmed."""
+    bounds, pos = [], 0
     for m in _SENT_END.finditer(text):
-        spans.append((pos, m.start()))
+        bounds.append((pos, m.start()))
         pos = m.end()
-    spans.append((pos, len(text)))
+    bounds.append((pos, len(text)))
+    spans = []
+    for a, b in bounds:
+        edges = [a, *_line_breaks(text, a, b), b]
+        spans.extend(zip(edges, edges[1:]))
     out = []
     for a, b in spans:
         seg = text[a:b]

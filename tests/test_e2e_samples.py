@@ -1,0 +1,102 @@
+"""End to end with the real embedded models: ingest samples/ through the CLI, then put every
+question of samples/questions.jsonl to `kb ask`.
+
+Answerable questions must cite their expected file (and page, for the PDF); unanswerable ones
+must be refused. Runs in-process with Typer's CliRunner so the models load once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "samples"
+QUESTIONS = [json.loads(line) for line in (SAMPLES / "questions.jsonl").read_text().splitlines() if line.strip()]
+
+pytestmark = pytest.mark.models
+
+
+@pytest.fixture(scope="module")
+def sample_kb(tmp_path_factory):
+    home = tmp_path_factory.mktemp("kb-samples")
+    result = CliRunner().invoke(app, ["ingest", str(SAMPLES), "--kb", str(home), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["summary"]["added"] == 5 and report["summary"]["failed"] == 0
+    return home
+
+
+def _ask(home: Path, question: str, *extra: str) -> dict:
+    result = CliRunner().invoke(app, ["ask", question, "--kb", str(home), "--json", *extra])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _check(answer: dict, q: dict) -> str | None:
+    """None when the answer meets the expectation, else what is wrong."""
+    if q["file"] is None:
+        return None if answer["refused"] else f"not refused: {answer['answer']!r}"
+    if answer["refused"]:
+        return f"refused ({answer['note']})"
+    cited = [(Path(s["path"]).name, s["page_start"], s["page_end"]) for s in answer["sources"]]
+    for name, p0, p1 in cited:
+        if name == q["file"] and (q["page"] is None or (p0 or 0) <= q["page"] <= (p1 or 0)):
+            return None
+    return f"cited {cited}, expected {q['file']} p.{q['page']}"
+
+
+@pytest.mark.parametrize("extra", [(), ("--extractive",)], ids=["llm", "extractive"])
+def test_sample_questions(sample_kb, extra):
+    failures = []
+    for q in QUESTIONS:
+        answer = _ask(sample_kb, q["question"], *extra)
+        problem = _check(answer, q)
+        if problem:
+            failures.append(f"{q['id']} {q['question']!r}: {problem}")
+        if not answer["refused"]:
+            assert answer["sources"], "an answer always cites"
+            for s in answer["sources"]:
+                quote = s["quote"]
+                assert s["text"][quote["start"] : quote["end"]] == quote["text"], "quotes are verbatim"
+    assert not failures, "\n".join(failures)
+
+
+def test_answer_json_schema(sample_kb):
+    answer = _ask(sample_kb, QUESTIONS[0]["question"])
+    assert set(answer) >= {"question", "answer", "refused", "mode", "sentences", "sources", "timings"}
+    for s in answer["sentences"]:
+        assert set(s) >= {"text", "citations", "supported"}
+    for src in answer["sources"]:
+        assert set(src) >= {"n", "path", "page_start", "page_end", "quote", "text"}
+
+
+def test_search_and_status_json(sample_kb):
+    runner = CliRunner()
+    out = runner.invoke(app, ["search", "mileage rate for private cars", "--kb", str(sample_kb), "--json", "-k", "3"])
+    assert out.exit_code == 0, out.output
+    hits = json.loads(out.stdout)["hits"]
+    assert Path(hits[0]["path"]).name == "expense-policy.html"
+    status = json.loads(runner.invoke(app, ["status", "--kb", str(sample_kb), "--json"]).stdout)
+    assert status["documents"] == 5 and status["chunks"] == status["vectors"] == status["keyword_entries"]
+
+
+def test_real_cli_process_has_no_network_and_exits_cleanly(sample_kb):
+    """The installed `kb` entry point in a fresh process, with the network guard preloaded."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "netguard"), "HF_HUB_OFFLINE": "1"}
+    kb_exe = Path(sys.executable).parent / "kb"
+    done = subprocess.run(
+        [str(kb_exe), "ask", "What is the minimum password length?", "--kb", str(sample_kb)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "14 characters" in done.stdout and "it-security-policy.docx" in done.stdout
+    assert "Traceback" not in done.stderr
