@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, display_path, print_json, settings
@@ -10,6 +12,7 @@ from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, display_path, print_
 def register(app: typer.Typer) -> None:
     """Add the command to the app."""
     app.command("status")(status)
+    app.command("config")(config)
 
 
 def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = None, json_out: JsonOpt = False) -> None:
@@ -44,3 +47,18 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
     for d in docs:
         pages = f", {d.n_pages} pages" if d.n_pages else ""
         typer.echo(f"  {display_path(d.path)}  ({d.format}{pages}, {d.n_chunks} chunks)")
+
+
+def config(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Show every setting: its effective value (defaults < config file < KB_* variables) and meaning."""
+    from dataclasses import asdict
+
+    from kb.config import Settings
+
+    s = settings(config)
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()}
+    if json_out:
+        print_json(values)
+        return
+    for name, doc, _default in Settings.fields_doc():
+        typer.echo(f"{name} = {values[name]!r}\n    {doc} (env KB_{name.upper()})")

@@ -31,7 +31,7 @@ class WhitespaceTokenizer:
 class HFTokenizer:
     """A Hugging Face `tokenizers.Tokenizer` (tokenizer.json), the embedder's own token count."""
 
-    def __init__(self, tokenizer, *, window: int = 10_000) -> None:  # noqa: ANN001 - tokenizers.Tokenizer
+    def __init__(self, tokenizer, *, window: int = 10_000) -> None:
         tokenizer.no_truncation()
         tokenizer.no_padding()
         self._tokenizer = tokenizer
@@ -188,7 +188,9 @@ def chunk_document(doc: ParsedDocument, tokenizer: TokenSpans, size: int = 256, 
         cut = next((c for c in range(start + min_section + 1, limit) if levels[c] == HEADING), None)
         if cut is None:
             cut = n if limit == n else _best_cut(levels, start, limit)
-        chunks.append(_make_chunk(len(chunks), text, starts, ends, owner, blocks, start, cut))
+        chunk = _make_chunk(len(chunks), text, starts, ends, owner, blocks, start, cut)
+        if chunk.text:  # a run of whitespace-only tokens (some tokenizers make them) is no chunk
+            chunks.append(chunk)
         if cut >= n:
             break
         # After a heading cut the new section starts clean; otherwise overlap the previous chunk.

@@ -2,12 +2,38 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 _JUNK_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
+IGNORE_FILE = ".kbignore"
+
+
+def read_ignore(folder: Path) -> tuple[str, ...]:
+    """Patterns from `folder/.kbignore`: one glob per line (`*.tmp`, `drafts/`), `#` comments.
+
+    A pattern applies to names in that folder and every folder below it; a trailing `/`
+    matches folders only.
+    """
+    try:
+        lines = (folder / IGNORE_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ()
+    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def is_ignored(name: str, is_dir: bool, patterns: tuple[str, ...]) -> bool:
+    """Whether a .kbignore pattern matches this file or folder name."""
+    for pat in patterns:
+        if pat.endswith("/"):
+            if is_dir and fnmatch.fnmatch(name, pat[:-1]):
+                return True
+        elif fnmatch.fnmatch(name, pat):
+            return True
+    return False
 
 
 def is_junk(name: str) -> bool:
@@ -63,9 +89,10 @@ def _walk_dir(
     # twice) is not entered again.
     if not _first_visit(root_stat, seen_dirs):
         return
-    stack = [_entries(root, on_error)]
+    stack = [(_entries(root, on_error), read_ignore(root))]
     while stack:
-        entry = next(stack[-1], None)
+        entries, patterns = stack[-1]
+        entry = next(entries, None)
         if entry is None:
             stack.pop()
             continue
@@ -73,9 +100,13 @@ def _walk_dir(
             st = entry.stat()  # follows symlinks; a broken link raises and is skipped
         except OSError:
             continue
-        if stat.S_ISDIR(st.st_mode):
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_ignored(entry.name, is_dir, patterns):
+            continue
+        if is_dir:
             if _first_visit(st, seen_dirs):
-                stack.append(_entries(Path(entry.path), on_error))
+                sub = Path(entry.path)
+                stack.append((_entries(sub, on_error), patterns + read_ignore(sub)))
         elif stat.S_ISREG(st.st_mode) and _first_visit(st, seen_files):
             # FIFOs, sockets and devices are never yielded: reading one could block forever.
             yield Path(entry.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from pathlib import Path
@@ -23,7 +24,7 @@ _SPACE_AROUND_NEWLINE = re.compile(r" ?\n ?")
 _xpath_cache: dict[str, object] = {}
 
 
-def _xpath(expr: str):  # noqa: ANN202 - lxml.etree.XPath
+def _xpath(expr: str):
     if expr not in _xpath_cache:
         from lxml import etree
 
@@ -39,7 +40,7 @@ _RUN_CONTENT = (
 )
 
 
-def _paragraph_text(p) -> str:  # noqa: ANN001 - lxml element
+def _paragraph_text(p) -> str:
     parts = []
     for el in _xpath(_RUN_CONTENT)(p):
         tag = el.tag
@@ -54,7 +55,7 @@ def _paragraph_text(p) -> str:  # noqa: ANN001 - lxml element
     return _SPACE_AROUND_NEWLINE.sub("\n", _SPACES.sub(" ", "".join(parts))).strip()
 
 
-def _blocks_in(container):  # noqa: ANN001, ANN202
+def _blocks_in(container):
     """Paragraphs and tables of a body or cell, unwrapping content controls and custom XML."""
     for child in container.iterchildren():
         if child.tag in (_P, _TBL):
@@ -66,7 +67,7 @@ def _blocks_in(container):  # noqa: ANN001, ANN202
             yield from _blocks_in(child)
 
 
-def _cell_text(tc) -> str:  # noqa: ANN001
+def _cell_text(tc) -> str:
     parts = []
     for child in _blocks_in(tc):
         if child.tag == _P:
@@ -76,7 +77,7 @@ def _cell_text(tc) -> str:  # noqa: ANN001
     return " ".join(" ".join(parts).split())
 
 
-def _table_rows(tbl) -> list[str]:  # noqa: ANN001
+def _table_rows(tbl) -> list[str]:
     # Cells are read straight from the XML: python-docx's grid logic fails on some real files
     # (irregular gridSpan), and merged cells would repeat their text.
     rows = []
@@ -88,7 +89,7 @@ def _table_rows(tbl) -> list[str]:  # noqa: ANN001
     return rows
 
 
-def _heading_levels(document) -> dict[str, int]:  # noqa: ANN001 - docx.Document
+def _heading_levels(document) -> dict[str, int]:
     """Style id -> heading level (Title is 0), following `based on` so custom headings count."""
     from docx.enum.style import WD_STYLE_TYPE
 
@@ -110,25 +111,25 @@ def _heading_levels(document) -> dict[str, int]:  # noqa: ANN001 - docx.Document
     return levels
 
 
-def _outline_level(p) -> int | None:  # noqa: ANN001
+def _outline_level(p) -> int | None:
     values = _xpath("./w:pPr/w:outlineLvl/@w:val")(p)
     if values and str(values[0]).isdigit() and int(values[0]) < _MAX_LEVEL:
         return int(values[0]) + 1
     return None
 
 
-def _open(path: Path):  # noqa: ANN202
+def _open(path: Path):
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
     if not zipfile.is_zipfile(path):
-        raise ParseError("not a valid DOCX (not a zip archive)")
+        raise ParseError("not a valid DOCX (damaged, or not a zip archive)")
     try:
         return docx.Document(str(path))
     except PackageNotFoundError as exc:
         raise ParseError("not a valid DOCX (no Word document inside)") from exc
     except KeyError as exc:
-        raise ParseError(f"corrupt DOCX: missing part {exc}") from exc
+        raise ParseError(f"corrupt DOCX: {exc.args[0] if exc.args else 'missing part'}") from exc
     except ValueError as exc:
         # python-docx says "file ... is not a Word file, content type is ..." for .docm/.dotx etc.
         raise ParseError(f"not a Word document: {str(exc)[:120]}") from exc
@@ -160,8 +161,6 @@ def parse_docx(path: Path) -> ParsedDocument:
             if level == 0 and not title:
                 title = heading
         builder.add(text, heading_path=tuple(t for _, t in stack))
-    try:
+    with contextlib.suppress(Exception):  # broken core properties must not cost the text
         title = (document.core_properties.title or "").strip() or title
-    except Exception:  # broken core properties must not cost the text
-        pass
     return builder.build(path, "docx", title=title, empty_reason="no text")

@@ -12,19 +12,23 @@ from ingest.errors import ParseError
 from ingest.text import bom_encoding, clean_text, decode_bytes, looks_binary
 from ingest.types import ParsedDocument
 
+# fmt: off
 _DROP = ["script", "style", "noscript", "nav", "aside", "form", "svg", "template", "iframe", "object", "embed",
-         "canvas", "head", "title", "meta", "link"]  # fmt: skip
+         "canvas", "head", "title", "meta", "link"]
 _PAGE_CHROME = ["header", "footer"]
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 _BLOCK = {
     "address", "article", "blockquote", "body", "caption", "center", "dd", "details", "dialog", "dir", "div",
     "dl", "dt", "fieldset", "figcaption", "figure", "footer", "header", "hgroup", "hr", "html", "li", "main",
     "menu", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul", "option", "legend",
-}  # fmt: skip
+}
+# fmt: on
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,100}?encoding\s*=\s*["']([A-Za-z0-9_.:\-]+)""", re.IGNORECASE)
 _WS = re.compile(r"\s+")
-_SPACE_AROUND_NEWLINE = re.compile(r" *\n[ \n]*")
+_SPACE_AROUND_NEWLINE = re.compile(r" *\n *")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+_LAYOUT_ROW_CHARS = 400
 
 
 def decode_html(data: bytes) -> str:
@@ -54,7 +58,7 @@ def decode_html(data: bytes) -> str:
     return decode_bytes(data)
 
 
-def _soup(text: str):  # noqa: ANN202
+def _soup(text: str):
     from bs4 import BeautifulSoup, FeatureNotFound
 
     # bs4 warns (to stderr) about markup that looks like XML or a file name; not our user's concern.
@@ -66,7 +70,7 @@ def _soup(text: str):  # noqa: ANN202
             return BeautifulSoup(text, "html.parser")
 
 
-def _prune(soup) -> None:  # noqa: ANN001
+def _prune(soup) -> None:
     for tag in soup.find_all(_DROP):
         tag.decompose()
     for tag in soup.find_all(attrs={"role": "navigation"}):
@@ -105,7 +109,8 @@ class _Collector:
         if self.pre:
             text = "\n".join(line.rstrip() for line in raw.split("\n")).strip("\n")
         else:
-            text = _SPACE_AROUND_NEWLINE.sub("\n", raw).strip()
+            # <br><br> is how many pages separate paragraphs: keep it as a blank line.
+            text = _MANY_NEWLINES.sub("\n\n", _SPACE_AROUND_NEWLINE.sub("\n", raw)).strip()
         self.builder.add(text, heading_path=self.path())
 
     def heading(self, level: int, text: str) -> None:
@@ -121,15 +126,19 @@ class _Collector:
         self.builder.add(text, heading_path=self.path())
 
 
-def _simple_row(tr) -> str | None:  # noqa: ANN001
-    """A table row as 'a | b | c', or None for layout rows that hold headings or tables."""
+def _simple_row(tr) -> str | None:
+    """A table row as 'a | b | c', or None for a layout row, which is read as ordinary flow."""
     if tr.find(["table", "h1", "h2", "h3", "h4", "h5", "h6"]) is not None:
         return None
     cells = [" ".join(c.get_text(" ").split()) for c in tr.find_all(["td", "th"], recursive=False)]
-    return " | ".join(c for c in cells if c)
+    row = " | ".join(c for c in cells if c)
+    # Old pages lay out whole articles in one cell; flattening that would lose its paragraphs.
+    if len(row) > _LAYOUT_ROW_CHARS and tr.find(["p", "div", "br", "ul", "ol", "pre", "blockquote"]) is not None:
+        return None
+    return row
 
 
-def _walk(root, out: _Collector) -> None:  # noqa: ANN001
+def _walk(root, out: _Collector) -> None:
     from bs4.element import NavigableString, PreformattedString, Tag
 
     # An explicit stack, not recursion: real pages nest deeper than Python's recursion limit.

@@ -44,14 +44,19 @@ def _inline(text: str) -> str:
     return "".join(out)
 
 
+_PROTECT_BASE = 0xE000  # escaped characters hide in the private-use area while markup is removed
+_PROTECTED = re.compile("[\ue000-\ue07f]")
+
+
 def _inline_prose(text: str) -> str:
+    text = _ESCAPE.sub(lambda m: chr(_PROTECT_BASE + ord(m.group(1))), text)
     text = _IMAGE.sub("", text)
     text = _LINK.sub(lambda m: m.group(1) or m.group(2), text)
     text = _AUTOLINK.sub(r"\1", text)
     text = _TAG.sub("", text)
     for pattern in (_STRONG, _EMPH_STAR, _EMPH_UNDERSCORE, _STRIKE):
         text = pattern.sub(lambda m: m.group(m.lastindex or 0), text)
-    return _ESCAPE.sub(r"\1", text)
+    return _PROTECTED.sub(lambda m: chr(ord(m.group(0)) - _PROTECT_BASE), text)
 
 
 def _table_row(line: str) -> str:
@@ -76,7 +81,7 @@ def parse_markdown(path: Path) -> ParsedDocument:
     headings: list[tuple[int, str]] = []
     paragraph: list[str] = []  # cleaned lines of the paragraph being read
     fence: str | None = None
-    first_h1 = ""
+    first_h1, first_level = "", 0  # the title: the first h1, else the first heading
 
     def path_now() -> tuple[str, ...]:
         return tuple(t for _, t in headings)
@@ -86,7 +91,7 @@ def parse_markdown(path: Path) -> ParsedDocument:
         paragraph.clear()
 
     def heading(level: int, cleaned: str) -> None:
-        nonlocal first_h1
+        nonlocal first_h1, first_level
         flush()
         name = " ".join(cleaned.split())
         if not name:
@@ -94,8 +99,8 @@ def parse_markdown(path: Path) -> ParsedDocument:
         while headings and headings[-1][0] >= level:
             headings.pop()
         headings.append((level, name))
-        if level == 1 and not first_h1:
-            first_h1 = name
+        if not first_h1 or (level == 1 and first_level > 1):
+            first_h1, first_level = name, level
         builder.add(name, heading_path=path_now())
 
     for line in text.split("\n"):

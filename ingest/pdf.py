@@ -22,6 +22,7 @@ _SOFT_HYPHEN_BREAK = re.compile(r"\xad\n")
 # so "exam-\nple" becomes "example" while "Jean-\nPierre" keeps its hyphen.
 _HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-\n(?=([^\W\d_]))")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+_MAX_PAGE_NOTES = 5
 
 
 def clean_pdf_text(text: str) -> str:
@@ -33,6 +34,43 @@ def clean_pdf_text(text: str) -> str:
     text = _SOFT_HYPHEN_BREAK.sub("", text).replace("\xad", "")
     text = _HYPHEN_BREAK.sub(lambda m: "" if m.group(1).islower() else m.group(0), text)
     return _MANY_NEWLINES.sub("\n\n", text).strip()
+
+
+_DIGITS = re.compile(r"\d+")
+_EDGE_LINES = 3  # running headers and footers sit within the first or last lines of a page
+
+
+def _line_key(line: str) -> str:
+    # "Page 3 of 10" and "Page 4 of 10" are the same running line.
+    return _DIGITS.sub("#", " ".join(line.split()).lower())
+
+
+def strip_running_lines(pages: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Drop running headers and footers: lines near a page's top or bottom that repeat
+    (digits aside) on at least half of the pages of a document of three or more pages.
+
+    Left in, they glue "Company - Handbook - Page 3 of 10" into every chunk, which pollutes
+    search, answers and quotes.
+    """
+    if len(pages) < 3:
+        return pages
+    counts: dict[str, int] = {}
+    for _, text in pages:
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        edge = {_line_key(ln) for ln in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]}
+        for key in edge:
+            counts[key] = counts.get(key, 0) + 1
+    running = {key for key, n in counts.items() if n >= max(3, len(pages) / 2) and len(key) > 2}
+    if not running:
+        return pages
+    out = []
+    for number, text in pages:
+        lines = text.split("\n")
+        nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
+        edge = set(nonblank[:_EDGE_LINES] + nonblank[-_EDGE_LINES:])
+        kept = [ln for i, ln in enumerate(lines) if not (i in edge and _line_key(ln) in running)]
+        out.append((number, "\n".join(kept).strip()))
+    return out
 
 
 class _Collect(logging.Handler):
@@ -69,23 +107,19 @@ def _summarise(messages: list[str]) -> str | None:
     return f"pypdf reported {len(messages)} problem(s) reading the file (first: {first})"
 
 
-def _unlock(reader, password: str) -> None:  # noqa: ANN001 - pypdf.PdfReader, imported lazily
-    from pypdf.errors import DependencyError
-
+def _unlock(reader, password: str) -> None:
     # Many "encrypted" PDFs only restrict printing or copying and open with the empty password.
     candidates = [""] + ([password] if password else [])
     for candidate in candidates:
         try:
             if reader.decrypt(candidate):
                 return
-        except DependencyError as exc:
-            raise ParseError("AES-encrypted PDF; install the 'cryptography' package to read it") from exc
         except NotImplementedError as exc:
             raise ParseError(f"unsupported PDF encryption: {str(exc)[:120]}") from exc
     raise EncryptedFile("encrypted; no working password (use --password)")
 
 
-def _title(reader) -> str:  # noqa: ANN001
+def _title(reader) -> str:
     try:
         meta = reader.metadata
         title = meta.title if meta is not None else None
@@ -98,9 +132,21 @@ def _title(reader) -> str:  # noqa: ANN001
 
 def parse_pdf(path: Path, *, password: str = "") -> ParsedDocument:
     """A PDF, one block per page with text; pages that fail to extract become warnings."""
-    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
 
-    notes: list[str] = []
+    try:
+        return _parse(path, password)
+    except DependencyError as exc:
+        # pypdf decrypts AES only with the optional `cryptography` package installed.
+        raise ParseError("AES-encrypted PDF; install the 'cryptography' package to read it") from exc
+
+
+def _parse(path: Path, password: str) -> ParsedDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError
+
+    failures: list[str] = []
+    pages: list[tuple[int, str]] = []
     builder = DocumentBuilder()
     with _pypdf_warnings() as pypdf_messages:
         reader = PdfReader(path, strict=False)
@@ -111,15 +157,24 @@ def parse_pdf(path: Path, *, password: str = "") -> ParsedDocument:
         for index in range(n_pages):
             try:
                 text = reader.pages[index].extract_text()
+            except DependencyError:
+                raise
             except Exception as exc:  # one bad page must not cost the rest of the file
-                notes.append(f"page {index + 1}: text extraction failed ({type(exc).__name__}: {str(exc)[:80]})")
+                failures.append(f"page {index + 1}: text extraction failed ({type(exc).__name__}: {str(exc)[:80]})")
                 continue
-            builder.add(clean_pdf_text(text or ""), page=index + 1)
+            pages.append((index + 1, clean_pdf_text(text or "")))
+    for number, text in strip_running_lines(pages):
+        builder.add(text, page=number)
+    if n_pages == 0:
+        raise ParseError("PDF has no pages")
+    if builder.empty and failures:
+        raise ParseError(f"text extraction failed on {len(failures)} of {n_pages} pages ({failures[0]})")
+    notes = failures[:_MAX_PAGE_NOTES]
+    if len(failures) > _MAX_PAGE_NOTES:
+        notes.append(f"text extraction failed on {len(failures) - _MAX_PAGE_NOTES} more pages")
     summary = _summarise(pypdf_messages)
     if summary:
         notes.append(summary)
-    if n_pages == 0:
-        raise ParseError("PDF has no pages")
     return builder.build(
         path, "pdf", title=title, n_pages=n_pages, warnings=notes, empty_reason="no extractable text (scanned PDF?)"
     )

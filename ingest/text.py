@@ -45,16 +45,21 @@ def _guess_wide_encoding(sample: bytes) -> str | None:
         return lane.count(0) / len(lane)
 
     z4 = [zeros(i, 4) for i in range(4)]
-    if z4[2] > 0.9 and z4[3] > 0.9 and z4[0] < 0.5:
-        return "utf-32-le"
-    if z4[0] > 0.9 and z4[1] > 0.9 and z4[3] < 0.5:
-        return "utf-32-be"
     even, odd = zeros(0, 2), zeros(1, 2)
-    if odd > 0.3 and even < 0.05:
-        return "utf-16-le"
-    if even > 0.3 and odd < 0.05:
-        return "utf-16-be"
-    return None
+    if z4[2] > 0.9 and z4[3] > 0.9 and z4[0] < 0.5:
+        guess = "utf-32-le"
+    elif z4[0] > 0.9 and z4[1] > 0.9 and z4[3] < 0.5:
+        guess = "utf-32-be"
+    elif odd > 0.3 and even < 0.05:
+        guess = "utf-16-le"
+    elif even > 0.3 and odd < 0.05:
+        guess = "utf-16-be"
+    else:
+        return None
+    # Binary data can show the same pattern; real text decodes to few control characters.
+    text = sample[:n].decode(guess, errors="replace")
+    bad = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in "\t\n\r\f"))
+    return guess if bad <= len(text) * 0.05 else None
 
 
 def looks_binary(data: bytes) -> bool:
@@ -116,9 +121,9 @@ def decode_bytes(data: bytes) -> str:
             return western
     except UnicodeDecodeError:
         pass
-    encoding = _charset_normalizer(data)
-    if encoding:
-        return data.decode(encoding, errors="replace")
+    detected = _charset_normalizer(data)
+    if detected:
+        return data.decode(detected, errors="replace")
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:

@@ -41,7 +41,7 @@ def _doc(text: str, **kw: Any) -> Any:
 class Settings:
     """Every tunable of kb. Each field documents itself; `kb config` lists them."""
 
-    home: Path = _doc("Knowledge-base folder (env KB_HOME, flag --kb).", default_factory=_default_home)
+    home: Path = _doc("Knowledge-base folder (flag --kb).", default_factory=_default_home)
     embed_model: str = _doc(
         "Sentence-transformers model folder, or 'default' for the packaged all-MiniLM-L6-v2.",
         default="default",
@@ -50,7 +50,7 @@ class Settings:
         "Path to a .gguf file, or 'default' for the packaged SmolLM2-135M-Instruct Q4_1.",
         default="default",
     )
-    chunk_tokens: int = _doc("Chunk size in embedding-model tokens.", default=256)
+    chunk_tokens: int = _doc("Chunk size in embedding-model tokens (the default model reads at most 256).", default=200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks.", default=32)
     embed_batch: int = _doc("Passages embedded per batch.", default=32)
     threads: int = _doc("CPU threads for the LLM and embedder.", default_factory=lambda: os.cpu_count() or 1)
