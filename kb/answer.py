@@ -78,6 +78,7 @@ class Answer:
     candidates: list[Source] = field(default_factory=list)  # closest passages, shown on refusal
     note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    retrieved: list[int] = field(default_factory=list)  # chunk ids of every retrieved passage
 
     def to_json(self) -> dict:
         """The documented JSON form."""
@@ -91,6 +92,7 @@ class Answer:
             "sources": [s.to_json() for s in self.sources],
             "closest": [s.to_json() for s in self.candidates] if self.refused else [],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "retrieved": self.retrieved,
         }
 
 
@@ -236,6 +238,13 @@ class Answerer:
         """Answer a question with cited sources, or refuse."""
         t0 = time.perf_counter()
         hits = self.retriever.search(question, self.top_k, self.mode)
+        answer = self._answer(question, hits, t0, extractive, on_token)
+        answer.retrieved = [h.chunk.id for h in hits]
+        return answer
+
+    def _answer(
+        self, question: str, hits: list[Hit], t0: float, extractive: bool, on_token: Callable[[str], None] | None
+    ) -> Answer:
         timings = {"retrieve": time.perf_counter() - t0}
         relevance = max((h.dense or 0.0 for h in hits), default=0.0)
         if not hits or relevance < self.min_relevance:

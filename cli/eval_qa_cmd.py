@@ -1,0 +1,127 @@
+"""`kb eval qa`: answer a whole question set in one process and score answers and citations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import ConfigOpt, EmbedOpt, JsonOpt, LlmOpt, ModeOpt, ThreadsOpt, err, print_json, settings
+from cli.progress import Bar
+
+
+def register(eval_app: typer.Typer) -> None:
+    """Add `qa` to the `kb eval` group."""
+    eval_app.command("qa")(qa)
+
+
+def _cache_home() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kb" / "eval-qa"
+
+
+def qa(
+    file: Annotated[Path, typer.Argument(help="SQuAD JSON (contexts become the corpus) or JSONL with question, answers, optional doc.")],
+    corpus: Annotated[Path | None, typer.Option("--corpus", help="Folder of documents (needed for JSONL questions).")] = None,
+    holdout: Annotated[float, typer.Option("--holdout", help="Fraction of gold documents left out of the knowledge base; their questions must be refused.")] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for choosing held-out documents.")] = 13,
+    limit: Annotated[int | None, typer.Option("--limit", help="Ask only the first N questions (after a seeded shuffle).")] = None,
+    extractive: Annotated[bool, typer.Option("--extractive", help="Evaluate extractive answers (no LLM).")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write one JSON line per question here.")] = None,
+    k: Annotated[int | None, typer.Option("-k", "--top", help="Passages retrieved per question.")] = None,
+    mode: ModeOpt = None,
+    kb: Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa).")] = None,
+    config: ConfigOpt = None,
+    embed_model: EmbedOpt = None,
+    llm_model: LlmOpt = None,
+    threads: ThreadsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ingest the corpus, ask every question, and report answer recall, evidence recall,
+    citation precision, the share of sentences that passed verification, refusal rates with
+    the gold document present and held out, and latency p50/p95."""
+    import random
+
+    from kb.answer import Answerer
+    from kb.errors import InputError
+    from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, write_corpus
+    from kb.indexer import ingest
+    from kb.knowledge import KnowledgeBase
+    from kb.llm import load_llm
+    from kb.retrieval import Retriever
+
+    data = load_qa(file)
+    if not data.items:
+        raise InputError(f"{file}: no questions with answers")
+    tag = hashlib.sha256(f"{file.resolve()}|{corpus}|{holdout}|{seed}".encode()).hexdigest()[:12]
+    home = kb or _cache_home() / f"{file.stem}-{tag}"
+    s = settings(config, home=home, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads)
+    if data.corpus:
+        docs = write_corpus(data.corpus, home.parent / f"{home.name}-corpus")
+    elif corpus and corpus.is_dir():
+        docs = {p.name: p for p in sorted(corpus.rglob("*")) if p.is_file()}
+    else:
+        raise InputError(f"{file}: JSONL questions need --corpus DIR with the documents")
+    gold_docs = sorted({i.doc for i in data.items if i.doc and i.doc in docs})
+    excluded = held_out(gold_docs, holdout, seed)
+    keep = [p for name, p in docs.items() if name not in excluded]
+    items = list(data.items)
+    if limit:
+        random.Random(seed).shuffle(items)
+        items = items[:limit]
+    quiet = json_out
+    with KnowledgeBase(s, write=True) as base:
+        with Bar("ingesting corpus", enabled=not quiet) as bar:
+            report = ingest(base, keep, progress=lambda d, t, r: bar.update(d, t))
+        for r in report.failed:
+            err(f"{r.path}: {r.reason}")
+        # Documents held out by an earlier run with other settings must not linger.
+        for d in base.store.documents():
+            if Path(d.path).name in excluded:
+                base.vectors.remove(base.store.remove_document(d.path))
+        llm = None if extractive else load_llm(s)
+        answerer = Answerer(
+            Retriever(base), llm, top_k=s.top_k, min_relevance=s.min_relevance,
+            min_answer_similarity=s.min_answer_similarity, max_answer_tokens=s.max_answer_tokens,
+            temperature=s.temperature, mode=s.search_mode,
+        )
+        records = []
+        sink = out.open("w", encoding="utf-8") if out else None
+        try:
+            with Bar("asking", enabled=not quiet) as bar:
+                for rec in ask_all(answerer, items, excluded, extractive=extractive, progress=lambda d, t: bar.update(d, t)):
+                    records.append(rec)
+                    if sink:
+                        row = {"id": rec.item.id, "question": rec.item.question, "gold_answers": list(rec.item.answers),
+                               "gold_doc": rec.item.doc, "doc_excluded": rec.excluded,
+                               **rec.flags(lambda p: Path(p).name), "answer": rec.answer.to_json()}
+                        sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+        finally:
+            if sink:
+                sink.close()
+    metrics = summarize_records(records, lambda p: Path(p).name)
+    metrics.update({"kb": str(home), "extractive": extractive, "holdout": holdout, "seed": seed,
+                    "held_out_documents": len(excluded), "documents_indexed": len(keep)})
+    if json_out:
+        print_json(metrics)
+        return
+    rows = [
+        ("questions (doc present / held out)", f"{metrics['questions_doc_present']} / {metrics['questions_doc_excluded']}"),
+        ("answer recall (gold text in answer)", f"{metrics['answer_recall']:.3f}"),
+        ("evidence recall (gold text in cited passages)", f"{metrics['evidence_recall']:.3f}"),
+        ("gold document cited", f"{metrics['gold_doc_cited']:.3f}"),
+        ("citation precision", f"{metrics['citation_precision']:.3f}"),
+        ("citations to passages not retrieved", str(metrics["unretrieved_citations"])),
+        ("sentences that passed verification", f"{metrics['verified_sentence_share']:.3f}"),
+        ("answered when the doc is present", f"{metrics['answered_when_doc_present']:.3f}"),
+        ("refused when the doc is held out", "n/a" if metrics["refusal_rate_doc_excluded"] is None else f"{metrics['refusal_rate_doc_excluded']:.3f}"),
+        ("answer modes", ", ".join(f"{k} {v}" for k, v in metrics["modes"].items())),
+        ("latency p50 / p95 (s)", f"{metrics['latency_p50']:.2f} / {metrics['latency_p95']:.2f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        typer.echo(f"{name:<{width}}  {value}")

@@ -1,0 +1,191 @@
+"""Question-answering evaluation: ingest a corpus, ask every question in one process, and score
+answers, evidence, citations, verification, refusals and latency.
+
+Unanswerable questions are made by holding documents out: a seeded fraction of the gold
+documents is left out of the knowledge base, and the questions about them must be refused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kb.answer import Answer, Answerer
+from kb.errors import InputError
+from kb.metrics import percentile
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One question with its gold answers and, when known, its gold document key."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]
+    doc: str | None = None
+
+
+@dataclass
+class QAData:
+    """Questions, plus the corpus texts when the file carries them (SQuAD contexts)."""
+
+    items: list[QAItem]
+    corpus: dict[str, str] = field(default_factory=dict)  # doc key -> text
+
+
+def _safe_key(raw: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", raw).strip("_")[:80] or "doc"
+
+
+def load_qa(path: Path) -> QAData:
+    """Read SQuAD JSON (contexts become documents) or JSONL (`question`, `answers`, optional `doc`)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    if text.lstrip().startswith("{") and '"data"' in text[:2000]:
+        try:
+            return _load_squad(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}: not valid SQuAD JSON ({exc})") from exc
+    return _load_jsonl(path, text)
+
+
+def _load_squad(data: dict) -> QAData:
+    items: list[QAItem] = []
+    corpus: dict[str, str] = {}
+    for i, article in enumerate(data["data"]):
+        paragraphs = article["paragraphs"]
+        first = paragraphs[0] if paragraphs else {}
+        key = _safe_key(str(article.get("title") or first.get("document_id") or f"doc{i}"))
+        if key in corpus:
+            key = f"{key}-{i}"
+        corpus[key] = "\n\n".join(p["context"] for p in paragraphs)
+        for p in paragraphs:
+            for qa in p["qas"]:
+                if qa.get("is_impossible"):
+                    continue
+                answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"] if a["text"].strip()))
+                if answers:
+                    items.append(QAItem(str(qa["id"]), qa["question"].strip(), answers, f"{key}.txt"))
+    return QAData(items, corpus)
+
+
+def _load_jsonl(path: Path, text: str) -> QAData:
+    items = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            answers = obj.get("answers", obj.get("answer"))
+            answers = [answers] if isinstance(answers, str) else list(answers or [])
+            doc = obj.get("doc") or obj.get("document") or obj.get("file")
+            items.append(QAItem(str(obj.get("id", n)), str(obj["question"]), tuple(answers), doc and Path(doc).name))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path}:{n}: expected JSON with 'question' and 'answers' ({exc})") from exc
+    return QAData(items)
+
+
+def write_corpus(corpus: dict[str, str], folder: Path) -> dict[str, Path]:
+    """The SQuAD contexts as text files named `<key>.txt`; unchanged files are left alone, so
+    a second run's ingest skips them. Returns file name -> path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key, text in corpus.items():
+        p = folder / f"{key}.txt"
+        if not p.is_file() or p.read_text(encoding="utf-8") != text:
+            p.write_text(text, encoding="utf-8")
+        paths[p.name] = p
+    return paths
+
+
+def held_out(keys: list[str], fraction: float, seed: int) -> set[str]:
+    """A seeded random subset of documents to leave out of the knowledge base."""
+    if not 0 <= fraction < 1:
+        raise InputError(f"--holdout must be in [0, 1) (got {fraction})")
+    k = round(len(keys) * fraction)
+    return set(random.Random(seed).sample(sorted(keys), k))
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w%.,-]+", " ", text.lower()).split()).strip(" .,")
+
+
+def contains_gold(text: str, answers: tuple[str, ...]) -> bool:
+    """Whether any gold answer appears in the text (case, spacing and punctuation ignored)."""
+    hay = _norm(text)
+    return any(_norm(a) and _norm(a) in hay for a in answers)
+
+
+@dataclass
+class QARecord:
+    """One question's outcome."""
+
+    item: QAItem
+    excluded: bool
+    answer: Answer
+    seconds: float
+
+    def flags(self, doc_of: Callable[[str], str | None]) -> dict:
+        """Per-question scores."""
+        a = self.answer
+        cited = [(s.hit.chunk.text, doc_of(s.hit.chunk.path), s.hit.chunk.id) for s in a.sources]
+        good = [contains_gold(t, self.item.answers) or (d is not None and d == self.item.doc) for t, d, _ in cited]
+        return {
+            "answered": not a.refused,
+            "answer_has_gold": (not a.refused) and contains_gold(a.text, self.item.answers),
+            "evidence_has_gold": any(contains_gold(t, self.item.answers) for t, _, _ in cited),
+            "cites_gold_doc": any(d == self.item.doc for _, d, _ in cited),
+            "citations": len(cited),
+            "good_citations": sum(good),
+            "unretrieved_citations": sum(1 for _, _, cid in cited if cid not in set(a.retrieved)),
+            "sentences": len(a.sentences),
+            "supported_sentences": sum(1 for s in a.sentences if s.supported),
+        }
+
+
+def ask_all(
+    answerer: Answerer, items: list[QAItem], excluded: set[str], *, extractive: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[QARecord]:
+    """Ask every question in turn (one process, models loaded once)."""
+    for i, item in enumerate(items):
+        answer = answerer.ask(item.question, extractive=extractive)
+        yield QARecord(item, item.doc in excluded, answer, answer.timings.get("total", 0.0))
+        if progress:
+            progress(i + 1, len(items))
+
+
+def summarize_records(records: list[QARecord], doc_of: Callable[[str], str | None]) -> dict:
+    """The headline metrics over all records."""
+    present = [(r, r.flags(doc_of)) for r in records if not r.excluded]
+    absent = [(r, r.flags(doc_of)) for r in records if r.excluded]
+    n = max(1, len(present))
+    cites = sum(f["citations"] for _, f in present)
+    sentences = sum(f["sentences"] for _, f in present + absent)
+    secs = [r.seconds for r in records]
+
+    def share(rows: list, key: str) -> float:
+        return sum(1 for _, f in rows if f[key]) / max(1, len(rows))
+
+    return {
+        "questions": len(records),
+        "questions_doc_present": len(present),
+        "questions_doc_excluded": len(absent),
+        "answer_recall": sum(1 for _, f in present if f["answer_has_gold"]) / n,
+        "evidence_recall": sum(1 for _, f in present if f["evidence_has_gold"]) / n,
+        "gold_doc_cited": share(present, "cites_gold_doc"),
+        "citation_precision": sum(f["good_citations"] for _, f in present) / max(1, cites),
+        "unretrieved_citations": sum(f["unretrieved_citations"] for _, f in present + absent),
+        "verified_sentence_share": sum(f["supported_sentences"] for _, f in present + absent) / max(1, sentences),
+        "answered_when_doc_present": share(present, "answered"),
+        "refusal_rate_doc_present": 1 - share(present, "answered"),
+        "refusal_rate_doc_excluded": (1 - share(absent, "answered")) if absent else None,
+        "modes": {m: sum(1 for r in records if r.answer.mode == m) for m in ("generative", "extractive", "refusal")},
+        "latency_p50": percentile(secs, 50) if secs else 0.0,
+        "latency_p95": percentile(secs, 95) if secs else 0.0,
+    }

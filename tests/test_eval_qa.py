@@ -1,0 +1,80 @@
+"""`kb eval qa`: loading SQuAD/JSONL, held-out documents, scoring, and the command end to end
+(hashing embedder, extractive answers: no model needed)."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cli.app import app
+from kb.eval_qa import contains_gold, held_out, load_qa
+
+DOCS = {
+    "leave": "Annual leave. Full-time employees receive 28 days of paid annual leave per calendar year.",
+    "travel": "Travel rules. Mileage for private cars is reimbursed at EUR 0.30 per kilometre driven.",
+    "security": "Security. Passwords must be at least 14 characters long and are never shared.",
+    "parking": "Parking. The staff car park opens at 6 am and visitors park on level two only.",
+    "canteen": "Canteen. Lunch is served in the canteen between noon and two in the afternoon.",
+}
+QUESTIONS = {
+    "leave": ("How many days of paid annual leave do full-time employees receive?", "28 days"),
+    "travel": ("At what rate is mileage for private cars reimbursed per kilometre?", "EUR 0.30"),
+    "security": ("How many characters long must passwords be at least?", "14 characters"),
+    "parking": ("When does the staff car park open?", "6 am"),
+    "canteen": ("When is lunch served in the canteen?", "between noon and two"),
+}
+
+
+def _squad(tmp_path):
+    data = {"data": [
+        {"title": key, "paragraphs": [{"context": text, "qas": [
+            {"id": key, "question": QUESTIONS[key][0], "answers": [{"text": QUESTIONS[key][1]}], "is_impossible": False}
+        ]}]}
+        for key, text in DOCS.items()
+    ]}
+    path = tmp_path / "qa.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_load_squad_and_jsonl(tmp_path):
+    data = load_qa(_squad(tmp_path))
+    assert len(data.items) == 5 and set(data.corpus) == set(DOCS)
+    assert data.items[0].doc == "leave.txt" and data.items[0].answers == ("28 days",)
+    jl = tmp_path / "q.jsonl"
+    jl.write_text('{"question": "Q?", "answer": "A", "doc": "x/leave.txt"}\n\n{"id": 7, "question": "R?", "answers": ["B", "C"]}\n')
+    items = load_qa(jl).items
+    assert items[0].doc == "leave.txt" and items[0].answers == ("A",)
+    assert items[1].id == "7" and items[1].answers == ("B", "C") and items[1].doc is None
+
+
+def test_contains_gold_ignores_case_space_punctuation():
+    assert contains_gold("They get 28  Days of leave.", ("28 days",))
+    assert not contains_gold("They get 30 days.", ("28 days",))
+
+
+def test_held_out_is_seeded_and_sized():
+    keys = [f"d{i}" for i in range(10)]
+    assert held_out(keys, 0.2, 1) == held_out(keys, 0.2, 1)
+    assert len(held_out(keys, 0.2, 1)) == 2 and held_out(keys, 0.0, 1) == set()
+
+
+def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
+    monkeypatch.setenv("KB_MIN_ANSWER_SIMILARITY", "0.3")
+    out = tmp_path / "per-question.jsonl"
+    result = CliRunner().invoke(app, [
+        "eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
+        "--kb", str(tmp_path / "kb"), "--out", str(out), "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["questions"] == 5 and m["questions_doc_excluded"] == 1 and m["documents_indexed"] == 4
+    assert m["unretrieved_citations"] == 0
+    assert m["evidence_recall"] == 1.0 and m["answer_recall"] == 1.0 and m["citation_precision"] == 1.0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 5 and {r["id"] for r in rows} == set(DOCS)
+    excluded = [r for r in rows if r["doc_excluded"]]
+    assert len(excluded) == 1 and not excluded[0]["cites_gold_doc"]
