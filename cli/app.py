@@ -11,7 +11,7 @@ import sys
 import typer
 
 from cli import ask_cmd, eval_cmd, ingest_cmd, search_cmd, status_cmd, summarize_cmd
-from cli import maintenance_cmd
+from cli import eval_qa_cmd, maintenance_cmd
 
 app = typer.Typer(
     name="kb",
@@ -34,6 +34,7 @@ ask_cmd.register(app)
 status_cmd.register(app)
 maintenance_cmd.register(app)
 summarize_cmd.register(app)
+eval_qa_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")
 
 
