@@ -43,7 +43,7 @@ def ask(
         llm = None if extractive else load_llm(s)
         answerer = Answerer(
             Retriever(base), llm, top_k=s.top_k, min_relevance=s.min_relevance,
-            min_answer_similarity=s.min_answer_similarity,
+            min_answerability=s.min_answerability,
             max_answer_tokens=s.max_answer_tokens, temperature=s.temperature, mode=s.search_mode,
         )
         answer = answerer.ask(question, extractive=extractive)

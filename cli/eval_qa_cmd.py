@@ -86,7 +86,7 @@ def qa(
         llm = None if extractive else load_llm(s)
         answerer = Answerer(
             Retriever(base), llm, top_k=s.top_k, min_relevance=s.min_relevance,
-            min_answer_similarity=s.min_answer_similarity, max_answer_tokens=s.max_answer_tokens,
+            min_answerability=s.min_answerability, max_answer_tokens=s.max_answer_tokens,
             temperature=s.temperature, mode=s.search_mode,
         )
         records = []

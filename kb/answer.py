@@ -7,6 +7,8 @@ writes is only kept when it is backed by the passages it cites.
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,10 +17,13 @@ import numpy as np
 
 from kb.guard import injection_spans, sanitize
 from kb.llm import LLM, Message
-from kb.retrieval import Hit, Retriever
+from kb.retrieval import STOPWORDS, Hit, Retriever
+from kb.store import Store
 from kb.verify import Span, best_quote, content_terms, parse_citations, split_sentences, support
 
 PROMPT_VERSION = 1
+_WORDS = re.compile(r"\w+", re.UNICODE)
+SIMILARITY_WEIGHT = 0.8  # answerability = this * sentence similarity + the rest * question coverage
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words its cited passage must contain
 REFUSAL = "The documents do not answer this question."
 
@@ -79,6 +84,7 @@ class Answer:
     note: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     retrieved: list[int] = field(default_factory=list)  # chunk ids of every retrieved passage
+    answerability: float | None = None  # the score the refusal gate compared with min_answerability
 
     def to_json(self) -> dict:
         """The documented JSON form."""
@@ -93,6 +99,7 @@ class Answer:
             "closest": [s.to_json() for s in self.candidates] if self.refused else [],
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
             "retrieved": self.retrieved,
+            "answerability": None if self.answerability is None else round(self.answerability, 3),
         }
 
 
@@ -176,21 +183,27 @@ def _is_heading(text: str) -> bool:
 
 
 def rank_sentences(question: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray]) -> list[Candidate]:
-    """Every sentence of the passages, best answer candidates first."""
-    spans: list[tuple[int, Span]] = []
+    """Every sentence of the passages, best answer candidates first.
+
+    Similarity is measured on the bare sentence (adding its heading made off-topic questions
+    look answerable on the samples: 43/47 against 45/47), while shared words are also counted
+    in the heading it sits under ("Your first day" for "Please arrive at 9:00").
+    """
+    spans: list[tuple[int, Span, str]] = []
     for n, hit in enumerate(hits, start=1):
         injected = {sp.start for sp in injection_spans(hit.chunk.text)}
+        heading = hit.chunk.heading_path[-1] if hit.chunk.heading_path else ""
         for sp in split_sentences(hit.chunk.text):
             if len(content_terms(sp.text)) >= 3 and not _is_heading(sp.text) and sp.start not in injected:
-                spans.append((n, sp))
+                spans.append((n, sp, f"{heading}: {sp.text}" if heading else sp.text))
     if not spans:
         return []
-    vecs = embed([question] + [sp.text for _, sp in spans])
+    vecs = embed([question] + [sp.text for _, sp, _ in spans])
     sims = vecs[1:] @ vecs[0]
     q_terms = content_terms(question)
     out = []
-    for (n, sp), sim in zip(spans, sims, strict=True):
-        overlap = len(q_terms & content_terms(sp.text)) / max(1, len(q_terms))
+    for (n, sp, ctx), sim in zip(spans, sims, strict=True):
+        overlap = len(q_terms & content_terms(ctx)) / max(1, len(q_terms))
         # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
         out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim)))
     return sorted(out, key=lambda c: -c.score)
@@ -211,25 +224,48 @@ def complete_span(passage: str, span: Span, max_units: int = 4) -> Span:
     return Span(passage[span.start : units[end].end], span.start, units[end].end)
 
 
+def question_coverage(question: str, hits: list[Hit], store: Store, top: int = 3) -> float:
+    """How much of the question's meaning-bearing words one of the best passages contains, 0-1.
+
+    Words are weighted by their rarity in the knowledge base (IDF), so the specific terms of a
+    question count most; a word found nowhere counts fully against coverage. This catches
+    questions about something the documents never mention even when a passage is on a related
+    topic and close in embedding space.
+    """
+    terms = list(dict.fromkeys(w.lower() for w in _WORDS.findall(question) if w.lower() not in STOPWORDS))
+    if not terms or not hits:
+        return 0.0
+    n = max(1, store.counts()["chunks"])
+    ids = [h.chunk.id for h in hits[:top]]
+    weights, present = {}, {}
+    for t in terms:
+        df, found = store.term_matches(t, ids)
+        weights[t] = math.log((n + 1) / (df + 0.5))
+        present[t] = found
+    total = sum(weights.values()) or 1.0
+    return max(sum(weights[t] for t in terms if cid in present[t]) / total for cid in ids)
+
+
 class Answerer:
     """Answers questions from one knowledge base with one LLM (or none, in extractive mode).
 
     Two gates decide whether the documents answer at all: the best passage must be somewhat
-    relevant (`min_relevance`, cosine of the passage), and some sentence of the passages must
-    be close in meaning to the question (`min_answer_similarity`). Sentence-level similarity
-    separates answerable from unanswerable questions far better than passage-level similarity.
+    relevant (`min_relevance`, cosine of the passage), and the answerability score must reach
+    `min_answerability`: mostly the similarity of the best-matching passage sentence to the
+    question (sentence-level similarity separates answerable from unanswerable questions far
+    better than passage-level), plus how much of the question's rare words a top passage holds.
     """
 
     def __init__(
         self, retriever: Retriever, llm: LLM | None, *, top_k: int = 6, min_relevance: float = 0.2,
-        min_answer_similarity: float = 0.45, max_answer_tokens: int = 256, temperature: float = 0.0,
+        min_answerability: float = 0.45, max_answer_tokens: int = 256, temperature: float = 0.0,
         mode: str = "hybrid",
     ) -> None:
         self.retriever = retriever
         self.llm = llm
         self.top_k = top_k
         self.min_relevance = min_relevance
-        self.min_answer_similarity = min_answer_similarity
+        self.min_answerability = min_answerability
         self.max_answer_tokens = max_answer_tokens
         self.temperature = temperature
         self.mode = mode
@@ -251,17 +287,24 @@ class Answerer:
             return self._refusal(question, hits, timings, f"no passage is relevant enough (best {relevance:.2f})")
         ranked = rank_sentences(question, hits, self.retriever.embed_queries)
         best_sim = max((c.similarity for c in ranked), default=0.0)
+        coverage = question_coverage(question, hits, self.retriever.kb.store)
+        answerability = SIMILARITY_WEIGHT * best_sim + (1 - SIMILARITY_WEIGHT) * coverage
         timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]
-        if best_sim < self.min_answer_similarity:
-            return self._refusal(
-                question, hits, timings, f"no sentence in the closest passages matches the question (best {best_sim:.2f})"
+        if answerability < self.min_answerability:
+            refusal = self._refusal(
+                question, hits, timings,
+                f"the closest passages do not match the question well enough (answerability {answerability:.2f}: "
+                f"best sentence {best_sim:.2f}, question coverage {coverage:.2f})",
             )
+            refusal.answerability = answerability
+            return refusal
         if extractive or self.llm is None:
             answer = self._extractive(question, hits, ranked)
         else:
             answer = self._generative(question, hits, ranked, timings, on_token)
         answer.timings.update(timings)
         answer.timings["total"] = time.perf_counter() - t0
+        answer.answerability = answerability
         return answer
 
     def _generative(

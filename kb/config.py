@@ -16,6 +16,9 @@ from typing import Any
 
 from kb.errors import ConfigError
 
+# How the embedding model may run (kb/embeddings.py load_embedder, kb/onnx_embed.py).
+EMBED_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")
+
 
 def _default_home() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -46,6 +49,15 @@ class Settings:
         "Sentence-transformers model folder, or 'default' for the packaged all-MiniLM-L6-v2.",
         default="default",
     )
+    embed_backend: str = _doc(
+        "How the embedding model runs: auto (OpenVINO for bulk ingest, ONNX Runtime for queries; "
+        "same vectors as torch), torch (sentence-transformers on PyTorch fp32, the reference), onnx "
+        "(ONNX Runtime fp32), openvino, or onnx-int8 (int8 weights: fastest without bf16 hardware, "
+        "vectors differ slightly so a knowledge base built with it must be searched with it). The "
+        "ONNX export is made once, offline, from the model folder into ~/.cache/kb/models "
+        "($KB_MODEL_CACHE). Env KB_EMBED_BACKEND.",
+        default="auto",
+    )
     llm_model: str = _doc(
         "Path to a .gguf file, or 'default' for the packaged SmolLM2-135M-Instruct Q4_1.",
         default="default",
@@ -64,8 +76,9 @@ class Settings:
     min_relevance: float = _doc(
         "`kb ask` refuses when no passage is at least this similar to the question (cosine, 0-1).", default=0.2
     )
-    min_answer_similarity: float = _doc(
-        "`kb ask` refuses when no sentence of the passages is at least this similar to the question (cosine).",
+    min_answerability: float = _doc(
+        "`kb ask` refuses below this answerability (0.8 x best sentence cosine + 0.2 x question-word "
+        "coverage); raise it to refuse more readily on collections of closely related documents.",
         default=0.45,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
@@ -140,6 +153,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"chunk_tokens must be at least 16 (got {s.chunk_tokens})")
     if not 0 <= s.chunk_overlap < s.chunk_tokens // 2 + 1:
         raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
+    if s.embed_backend not in EMBED_BACKENDS:
+        raise ConfigError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)} (got {s.embed_backend!r})")
     if s.search_mode not in ("hybrid", "dense", "keyword"):
         raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:

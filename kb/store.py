@@ -384,3 +384,15 @@ class Store:
             "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
         }
 
+
+    def term_matches(self, term: str, ids: Sequence[int]) -> tuple[int, set[int]]:
+        """For one word: how many chunks contain it (FTS5 stemming), and which of `ids` do."""
+        match = '"' + term.replace('"', "") + '"'
+        df = int(self.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (match,)).fetchone()[0])
+        if not df or not ids:
+            return df, set()
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ? AND rowid IN ({marks})", (match, *ids)
+        ).fetchall()
+        return df, {int(r[0]) for r in rows}

@@ -34,7 +34,7 @@ def kb(settings, fake_embedder, tmp_path):
 
 def _answerer(kb, replies, **kw):
     llm = ScriptedLLM(replies)
-    defaults = dict(top_k=3, min_relevance=0.05, min_answer_similarity=0.2)
+    defaults = dict(top_k=3, min_relevance=0.05, min_answerability=0.2)
     return Answerer(Retriever(kb), llm, **{**defaults, **kw}), llm
 
 
@@ -77,7 +77,7 @@ def test_unrelated_question_is_refused_with_closest_passages(kb):
 
 
 def test_extractive_mode_needs_no_llm(kb):
-    answerer = Answerer(Retriever(kb), None, top_k=3, min_relevance=0.05, min_answer_similarity=0.2)
+    answerer = Answerer(Retriever(kb), None, top_k=3, min_relevance=0.05, min_answerability=0.2)
     ans = answerer.ask("What is the mileage rate per km?", extractive=True)
     assert ans.mode == "extractive" and "EUR 0.30" in ans.text
     assert ans.sources[0].hit.chunk.path.endswith("travel.txt")

@@ -63,7 +63,7 @@ def test_held_out_is_seeded_and_sized():
 def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
     monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
-    monkeypatch.setenv("KB_MIN_ANSWER_SIMILARITY", "0.3")
+    monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
     out = tmp_path / "per-question.jsonl"
     result = CliRunner().invoke(app, [
         "eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
