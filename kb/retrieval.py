@@ -59,13 +59,15 @@ def rrf(rankings: list[list[int]], weights: list[float], k: int = RRF_K) -> list
 
 
 def score_fusion(
-    dense: list[tuple[int, float]], keyword: list[tuple[int, float]], dense_weight: float = DENSE_WEIGHT
+    dense: list[tuple[int, float]], keyword: list[tuple[int, float]], depth: int,
+    dense_weight: float = DENSE_WEIGHT,
 ) -> list[tuple[int, float]]:
-    """Weighted sum of max-normalised scores; returns (id, fused score) best first.
+    """Weighted sum of max-normalised scores of two lists cut at `depth`; (id, fused score) best first.
 
     Each list's scores are divided by its best score, so a query's best passage scores 1 in
-    each list whatever the scale of cosines and BM25. A candidate missing from one list takes
-    that list's lowest score: it ranked below every listed one, and that is all we know.
+    each list whatever the scale of cosines and BM25. A candidate missing from a full list
+    takes that list's lowest score (it ranked below all of them, which is all we know); one
+    missing from a list shorter than `depth` scores 0, as that list holds every match.
     """
     fused: dict[int, float] = {}
     lists = [(dict(pairs), weight) for pairs, weight in ((dense, dense_weight), (keyword, 1.0 - dense_weight))]
@@ -74,7 +76,7 @@ def score_fusion(
         if not scores:
             continue
         scale = abs(max(scores.values())) or 1.0  # a negative best cosine must not flip the order
-        floor = min(scores.values())
+        floor = min(scores.values()) if len(scores) >= depth else 0.0
         for cid in ids:
             fused[cid] = fused.get(cid, 0.0) + weight * scores.get(cid, floor) / scale
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -100,8 +102,8 @@ def drop_near_duplicates(chunks: list[ChunkRow], threshold: float = 0.9) -> list
 
 def candidate_depth(k: int) -> int:
     """How many candidates each source contributes when k passages are wanted."""
-    # Deeper lists fuse better (SciFact nDCG@10 0.735 at 50, 0.737 at 100) and cost little:
-    # FTS5 scores every match whatever the LIMIT, and FAISS search is exact anyway.
+    # Deeper lists fuse better further down (SciFact: fused Recall@100 0.938 at 50, 0.958 at
+    # 100) and cost nothing measurable: FTS5 scores every match whatever the LIMIT.
     return max(k * 5, 100)
 
 
@@ -169,7 +171,7 @@ class Retriever:
             elif self.fusion == "rrf":
                 ranked = rrf([[c for c, _ in dense], [c for c, _ in kw]], [1.0, 1.0])
             else:
-                ranked = score_fusion(dense, kw, self.dense_weight)
+                ranked = score_fusion(dense, kw, depth, self.dense_weight)
             out.append(Candidates(ranked, dict(dense), dict(kw), qvecs[qi] if qvecs is not None else None))
         return out
 

@@ -2,48 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable
 
 import numpy as np
 
-from ingest.chunking import WhitespaceTokenizer
-
-_WORD = re.compile(r"\w+")
+from kb.embeddings import HashingEmbedder
 
 
-class FakeEmbedder:
-    """Bag-of-words hashed into a fixed number of dimensions, L2-normalised.
-
-    Texts sharing words get similar vectors, which is all retrieval logic needs.
-    """
-
-    name = "fake-embedder"
-    fingerprint = "fake0001"
-    tokenizer_file = ""  # whitespace tokens
-    max_tokens = 512
+class FakeEmbedder(HashingEmbedder):
+    """kb's hashing embedder (texts sharing words get similar vectors), counting its calls."""
 
     def __init__(self, dim: int = 64) -> None:
-        self.dim = dim
+        super().__init__(f"fake:dim={dim}")
         self.calls = 0
-
-    def tokenizer(self) -> WhitespaceTokenizer:
-        """Whitespace tokens."""
-        return WhitespaceTokenizer()
 
     def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
         """One normalised vector per text."""
         self.calls += 1
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, text in enumerate(texts):
-            for w in _WORD.findall(text.lower()):
-                h = int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little")
-                out[i, h % self.dim] += 1.0
-            norm = np.linalg.norm(out[i])
-            if norm:
-                out[i] /= norm
-        return out
+        return super().embed(texts, batch_size=batch_size)
 
 
 class ScriptedLLM:
