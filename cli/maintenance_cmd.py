@@ -61,7 +61,7 @@ def rebuild(
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
     chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 256).")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 32).")] = None,
+    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by adjacent chunks (default 32).")] = None,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     threads: ThreadsOpt = None,
     allow_losses: Annotated[
@@ -85,7 +85,7 @@ def rebuild(
     s = settings(config, home=kb, embed_model=embed_model, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
                  pdf_password=password, threads=threads)
     with Bar("rebuilding", enabled=not quiet and not json_out) as bar:
-        def progress(done: int, total: int, result) -> None:  # noqa: ANN001
+        def progress(done: int, total: int, result) -> None:
             if result is not None and result.status == "failed" and bar.enabled:
                 bar.log(f"{display_path(result.path)}: {result.reason}")
             bar.update(done, total, Path(result.path).name if result else "")
@@ -95,7 +95,8 @@ def rebuild(
     if json_out:
         print_json({
             "kb": str(s.home), "swapped": report.swapped, "seconds": round(report.seconds, 3),
-            "summary": report.ingest.summary(), "before": report.before, "after": report.after if report.swapped else None,
+            "summary": report.ingest.summary(), "before": report.before,
+            "after": report.after if report.swapped else None,
             "missing": report.missing, "failed": failed,
         })
     else:
@@ -114,7 +115,7 @@ def rebuild(
         raise typer.Exit(EXIT_PROBLEMS)
 
 
-def _problems_json(problems) -> list[dict]:  # noqa: ANN001 - list[kb.check.Problem]
+def _problems_json(problems) -> list[dict]:  # problems: list[kb.check.Problem]
     return [{"code": p.code, "message": p.message, "fixable": p.fixable} for p in problems]
 
 

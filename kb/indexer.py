@@ -137,8 +137,13 @@ def _classify(
             continue
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED:
-            yield FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'")
-            continue
+            # Content may still be a PDF or DOCX under another name; huge files are not sniffed
+            # (detection of Office containers reads more than the head).
+            refusal = (_refusal(path) if st.st_size <= limit
+                       else FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'"))
+            if refusal is not None:
+                yield refusal
+                continue
         old = stored.get(key)
         if old and _unchanged_by_stat(old, st):
             yield FileResult(key, "unchanged", chunks=old.n_chunks)
@@ -161,6 +166,25 @@ def _classify(
             yield ("move", old_path, st, FileResult(key, "moved", chunks=moved.n_chunks, moved_from=old_path))
             continue
         yield _Parse(path, sha, st, old is not None)
+
+
+def _refusal(path: Path) -> FileResult | None:
+    """Why a file with an extension kb does not read is skipped, or None when its content is a
+    format kb reads after all (a PDF or DOCX under another name)."""
+    from ingest.errors import ParseError, UnsupportedFormat
+    from ingest.formats import detect_format
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1024)
+        detect_format(path, head)
+    except UnsupportedFormat as exc:
+        return FileResult(str(path), "skipped", exc.reason)
+    except ParseError as exc:
+        return FileResult(str(path), "failed", exc.reason)
+    except OSError as exc:
+        return FileResult(str(path), "failed", f"cannot read ({exc.strerror})")
+    return None
 
 
 def ingest(

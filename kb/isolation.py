@@ -158,12 +158,12 @@ class ParseWorker:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(
-            target=_worker, args=(child, os.getpid(), self.memory_mb, self._parse), daemon=True
-        )
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        proc = self._ctx.Process(target=_worker, args=(child, os.getpid(), self.memory_mb, self._parse), daemon=True)
+        try:
+            proc.start()
+        finally:
+            child.close()
+        self._proc, self._conn = proc, parent
 
     def submit(self, job: ParseJob) -> None:
         """Start parsing a file; collect the result with `result()`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,11 @@ class KnowledgeBase:
                     "or choose another folder with --kb."
                 )
         self.manifest = wanted
-        self.store = Store(self.folder / DB_FILE)
+        try:
+            self.store = Store(self.folder / DB_FILE)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise KBDamaged(f"{self.folder / DB_FILE}: cannot be read ({exc}); see `kb check`") from exc
         if write and not manifest_path.is_file():
             n = self.store.counts()["documents"]
             if n:
@@ -106,9 +111,14 @@ class KnowledgeBase:
         return self._vectors
 
     def save_vectors(self) -> None:
-        """Persist the FAISS cache (writers only)."""
+        """Persist the FAISS cache (writers only), stamped with the store generation it matches."""
         if self._vectors is not None and self.write:
-            self._vectors.save(self.folder, self.store.generation())
+            generation = self.store.generation()
+            if self._vectors.size != self.store.counts()["chunks"]:
+                # Interrupted between a store commit and the matching FAISS update (Ctrl-C, an
+                # error): never stamp a cache that lags the store as current; rebuild it instead.
+                self._vectors = VectorIndex.rebuild(self.store, self.manifest.dim)
+            self._vectors.save(self.folder, generation)
 
     def close(self) -> None:
         """Save what needs saving and release the lock."""

@@ -69,7 +69,7 @@ def rebuild(
     files are missing and losses are not allowed, before any work is done.
     """
     started = time.monotonic()
-    home = settings.home
+    home = settings.home.resolve()  # swap the real folder, not a symlink to it
     if not (home / DB_FILE).is_file():
         raise KBNotFound(f"no knowledge base at {home}; nothing to rebuild")
     lock = acquire_write_lock(home)
