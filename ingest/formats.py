@@ -85,7 +85,9 @@ def detect_format(path: Path, head: bytes) -> str:
         return "docx"
     if head.startswith(_OLE2) and ext in (".docx", ".doc", ".pdf"):
         # Office wraps password-protected .docx files in an OLE2 container.
-        if _ENCRYPTED_OOXML in path.read_bytes()[: 4 << 20]:
+        with open(path, "rb") as fh:  # the marker sits near the start; never read a huge file whole
+            start = fh.read(4 << 20)
+        if _ENCRYPTED_OOXML in start:
             raise EncryptedFile("password-protected Office document; remove the password and save again")
         raise UnsupportedFormat(_HINTS[".doc"])
     if ext in _HINTS:

@@ -70,7 +70,9 @@ def strip_running_lines(pages: list[tuple[int, str]]) -> list[tuple[int, str]]:
         edge = set(nonblank[:_EDGE_LINES] + nonblank[-_EDGE_LINES:])
         kept = [ln for i, ln in enumerate(lines) if not (i in edge and _line_key(ln) in running)]
         out.append((number, "\n".join(kept).strip()))
-    return out
+    # A document whose every page is the same few lines (a one-line label repeated) has no
+    # running lines: that text is its content.
+    return out if any(text for _, text in out) else pages
 
 
 class _Collect(logging.Handler):

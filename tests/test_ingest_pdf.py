@@ -151,3 +151,10 @@ def test_running_headers_and_footers_are_dropped():
         assert f"The rules about {t} are here." in text and t.title() in text
     short = pages[:2]
     assert strip_running_lines(short) == short  # too few pages to tell a running line
+
+
+def test_repeated_lines_that_are_all_the_content_are_kept():
+    from ingest.pdf import strip_running_lines
+
+    pages = [(i, "Same label on every page") for i in range(1, 5)]
+    assert strip_running_lines(pages) == pages
