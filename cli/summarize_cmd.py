@@ -46,7 +46,7 @@ def summarize(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write cached summaries.")] = False,
     window_tokens: Annotated[
-        int, typer.Option("--window-tokens", help="Most tokens of document text per model prompt.")
+        int, typer.Option("--window-tokens", help="Largest model prompt in tokens, reply included (at most n_ctx).")
     ] = 2048,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     kb: KbOpt = None,
@@ -198,8 +198,9 @@ def _run_line(report: SummaryReport) -> str:
     pages = sum(f.summary.n_pages or 0 for f in report.files if f.summary and not f.summary.cached)
     line = f"{_n(len(report.files), 'file')}: {counts} in {report.seconds:.1f} s"
     if st.llm_calls:
-        rate = st.output_tokens / st.llm_seconds if st.llm_seconds else 0.0
-        line += f"; {st.llm_calls} model calls, {rate:.0f} generated tokens/s"
+        rate = (st.prompt_tokens + st.output_tokens) / st.llm_seconds if st.llm_seconds else 0.0
+        line += (f"; {_n(st.llm_calls, 'model call')}, {st.prompt_tokens} prompt + {st.output_tokens} generated "
+                 f"tokens at {rate:.0f} tokens/s")
         if pages and report.seconds:
             line += f", {pages / report.seconds * 60:.1f} pages/min"
     for f in report.failed:

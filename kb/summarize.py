@@ -3,9 +3,12 @@
 Map: a document's chunks, in order, are packed into windows that fit the model's context
 (counted in its own tokens, with room left for the reply); the model lists each window's key
 points, citing [n] passages. Each point is checked against the passages it cites the way
-answers are (kb.answer.verify_answer: content words and every number must be there); points
-the passages do not back are dropped. A window that yields no verified point contributes its
-most central sentence instead, marked extractive, so a weak model still gives a useful summary.
+answers are (kb.answer.verify_answer: content words and every number must be there), and each
+of its clauses on its own; points the passages do not back are dropped, as are headings,
+fragments and lines about the text rather than from it. What the model could not back is made
+up with the window's most central sentences (by embedding similarity to the window's centroid),
+quoted verbatim and marked extractive: a window with no verified point contributes its most
+central sentence first, so even a 135M model gives a summary that covers the document.
 
 Reduce: while the points far exceed the word budget they are packed into groups that fit the
 context and the model merges each group, citing [n] points; a merged point is kept only when
@@ -40,6 +43,7 @@ from kb.answer import SUPPORT_THRESHOLD, Sentence, verify_answer
 from kb.config import Settings
 from kb.embeddings import Embedder
 from kb.errors import InputError
+from kb.guard import injection_spans, sanitize
 from kb.indexer import file_sha256
 from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
 from kb.llm import LLM, Message
@@ -56,6 +60,8 @@ MAX_POINT_WORDS = 60  # longer "sentences" are tables or run-ons copied from the
 REDUCE_FACTOR = 2.0  # merge with the model only while the points exceed this many times the budget
 MMR_LAMBDA = 0.7
 DUPLICATE_JACCARD = 0.7
+SAME_FILE_WEIGHT = 0.8  # how alike two overview points from one file count, beside their meaning
+CLAUSE_THRESHOLD = 0.5  # support each clause of a model's line needs on its own
 
 _MAP_SYSTEM = {
     "document": (
@@ -82,7 +88,17 @@ _REDUCE_SYSTEM = (
 )
 _BULLET = re.compile(r"^\s*(?:[-*•·]+|\d{1,2}[.)]|(?:key\s+)?point\s*\d*\s*:)\s*", re.IGNORECASE)
 _PAGE_REF = re.compile(r"\s*\((?:[^()]*,\s*)?(?:pages?|pp?\.)\s*\d+(?:\s*[-–]\s*\d+)?\)", re.IGNORECASE)
-_LEAD_MARK = re.compile(r"^(?:[-*•·]\s*)?(?:\[[ xX]?\]\s*)?(?:[QA]:\s*)?")
+_LEAD_MARK = re.compile(r"^(?:[-*•·]\s*|\(?\d{1,2}[.)]\s+)?(?:\[[ xX]?\]\s*)?(?:[QA]:\s*)?")
+# Small models describe the source instead of saying what it says; such lines share its words.
+_META = re.compile(
+    r"^(?:the|this) (?:document|text|passage|source|excerpt|author|(?:first|second|third|last|next) "
+    r"(?:sentence|paragraph|source|passage))\b", re.IGNORECASE,
+)
+_CLAUSE = re.compile(
+    r",\s+(?=(?:which|and|but|so|because|while|whereas|meaning|including|although)\b)|;\s+|\s+[-–—]\s+"
+)
+_LEADER = re.compile(r"\.\s?\.(?:\s?\.)*\s*\d*\s*$|\.{4,}")
+_DANGLING = re.compile(r"(?:it|its|this|these|they|their|he|she|such|that|those)\b", re.IGNORECASE)
 _CITE_AFTER_STOP = re.compile(r"([.!?])\s*((?:\[\d+(?:\s*[,;]\s*\d+)*\]\s*)+)")
 
 
@@ -143,6 +159,7 @@ class Stats:
     """Work done for one summary; summed over a run for throughput figures."""
 
     windows: int = 0
+    resumed_windows: int = 0  # taken from the checkpoint of an interrupted run, at no cost now
     extractive_windows: int = 0
     reduce_levels: int = 0
     llm_calls: int = 0
@@ -239,6 +256,18 @@ class Passage:
     cite: Cite
     order: int
     offset: int | None = None  # where `evidence` starts in the document text, when it is a slice of it
+    clean_start: bool = True  # False when it may begin mid-sentence (a chunk cut inside the overlap)
+    clean_end: bool = True  # False when its last sentence may go on in the next chunk
+
+    def fragments(self) -> list[str]:
+        """Its first and last sentences, flattened, when they may be pieces of sentences cut by chunking."""
+        spans = split_sentences(self.evidence)
+        ends = ([spans[0]] if not self.clean_start else []) + ([spans[-1]] if not self.clean_end else [])
+        return [" ".join(x.text.split()) for x in ends if spans]
+
+    def is_fragment(self, index: int, count: int) -> bool:
+        """Whether sentence `index` of `count` may be a piece of a sentence cut by chunking."""
+        return (index == 0 and not self.clean_start) or (index == count - 1 and not self.clean_end)
 
 
 def page_label(pages: tuple[int, ...]) -> str:
@@ -284,8 +313,9 @@ def chunk_passages(chunks: list[Chunk]) -> list[Passage]:
     """A document's chunks as passages citing their pages, or their sections when there are none."""
     out = []
     prev_end = -1
+    prev: Chunk | None = None
     furniture = running_lines(chunks)
-    for c in chunks:
+    for i, c in enumerate(chunks):
         if c.page_start:
             pages = tuple(range(c.page_start, (c.page_end or c.page_start) + 1))
             cite, where = Cite(pages=pages, spans=((c.start, c.end),)), page_label(pages)
@@ -295,9 +325,20 @@ def chunk_passages(chunks: list[Chunk]) -> list[Passage]:
         skip = overlap_skip(c, prev_end)
         text = c.text[skip:]
         shown = "\n".join(x for x in text.split("\n") if _line_shape(x) not in furniture) if furniture else text
-        out.append(Passage(shown.strip() or text, text, where, cite, c.ordinal, c.start + skip))
-        prev_end = max(prev_end, c.end)
+        shown = sanitize(shown)  # document text is data: what addresses the model is not shown to it
+        clean = skip > 0 or prev is None or c.start >= prev.end or _sentence_ends_at(prev, c.start)
+        nxt = chunks[i + 1] if i + 1 < len(chunks) else None
+        clean_end = nxt is None or nxt.start >= c.end or c.text.rstrip()[-1:] in ".!?:"
+        out.append(Passage(shown.strip() or text, text, where, cite, c.ordinal, c.start + skip, clean, clean_end))
+        prev_end, prev = max(prev_end, c.end), c
     return out
+
+
+def _sentence_ends_at(prev: Chunk, offset: int) -> bool:
+    """Whether the document text at `offset` (inside `prev`) follows a sentence end or a blank line."""
+    before = prev.text[: max(0, offset - prev.start)]
+    kept = before.rstrip()
+    return not kept or kept[-1] in ".!?:" or before[len(kept) :].count("\n") >= 2
 
 
 def _line_shape(line: str) -> str:
@@ -362,7 +403,8 @@ def split_to_fit(p: Passage, budget: int, count: Callable[[str], int]) -> list[P
                 pieces.append((a, b))
     base = p.offset
     return [
-        Passage(p.evidence[a:b], p.evidence[a:b], p.label, p.cite, p.order, None if base is None else base + a)
+        Passage(p.evidence[a:b], p.evidence[a:b], p.label, p.cite, p.order, None if base is None else base + a,
+                p.clean_start or a > 0, p.clean_end or b < len(p.evidence.rstrip()))
         for a, b in pieces
     ]
 
@@ -396,13 +438,17 @@ def usable(text: str) -> bool:
         return False
     if not (words[0][0].isupper() or words[0][0].isdigit() or words[0][0] in "\"'(“‘"):
         return False  # starts mid-sentence: the tail of a sentence cut at a chunk boundary
+    capitalised = sum(1 for w in words if w[0].isupper() or w[0].isdigit())
+    if len(words) <= 8 and capitalised / len(words) >= 0.75:
+        return False  # a title, even with a full stop: "The SIEGE OF VICKSBURG."
+    if text.count("|") >= 2 or _LEADER.search(text):
+        return False  # a table row, or a table-of-contents line with dot leaders
     if words[-1][-1] in ".!":
         return True
     if words[-1][-1] in ":;,?":
         return False  # a lead-in to a list or table, or an FAQ's question: not a statement
-    # Without a full stop, a line in Title Case is a heading, a running header or an address.
-    capitalised = sum(1 for w in words if w[0].isupper() or w[0].isdigit())
-    return capitalised / len(words) < 0.6
+    # Without a full stop, a short line or one in Title Case is a heading, a label or an address.
+    return len(words) >= 6 and capitalised / len(words) < 0.6
 
 
 def display_text(text: str) -> str:
@@ -417,7 +463,11 @@ def drop_heading_lines(span: Span) -> Span:
     last = text.rsplit("\n", 1)
     if len(last) == 2 and re.fullmatch(r"\s*\d+(?:\.\d+)*[.)]?\s*", last[1]):
         text = last[0].rstrip()
-    while "\n" in text:
+    if len(text.split()) < 3 * (text.count("\n") + 1):
+        return Span(text, start, start + len(text))  # a word or two per line (some PDFs): no headings to see
+    for _ in range(2):
+        if "\n" not in text:
+            break
         first, rest = text.split("\n", 1)
         if len(first.split()) > 8 or first.rstrip()[-1:] in ".!?:;,":
             break
@@ -429,15 +479,37 @@ def drop_heading_lines(span: Span) -> Span:
 def quotable_sentences(window: list[Passage]) -> list[tuple[Passage, Span]]:
     """Sentences fit to stand alone as a point; running headers and footers (repeated lines) left out."""
     found = [
-        (p, s) for p in window for s in map(drop_heading_lines, split_sentences(p.evidence))
-        if usable(s.text) and len(content_terms(s.text)) >= MIN_CENTRAL_TERMS
+        (p, s) for p in window for i, s, n in _numbered_sentences(p)
+        if usable(s.text) and len(content_terms(s.text)) >= MIN_CENTRAL_TERMS and not p.is_fragment(i, n)
+        and not injection_spans(s.text)
     ]
-    shape = [re.sub(r"\d+", "#", " ".join(s.text.lower().split())) for _, s in found]
+    shape = [_line_shape(s.text) for _, s in found]
     seen = {k: shape.count(k) for k in shape}
-    found = [f for f, k in zip(found, shape, strict=True) if seen[k] == 1]
+    found = [f for f, k in zip(found, shape, strict=True) if seen[k] == 1 or len(k.split()) > 15]
     # Whole sentences read best; table rows and captions only when there is nothing else.
     whole = [(p, s) for p, s in found if s.text.rstrip("\"')]")[-1:] in ".!?"]
-    return whole or found
+    # "It applies to all staff." means little out of its context: quote such sentences last.
+    standalone = [(p, s) for p, s in whole if not _DANGLING.match(display_text(s.text))]
+    if len(standalone) >= 3 or (standalone and len(standalone) == len(whole)):
+        return standalone
+    if whole or found:
+        return whole or found
+    # A page of headings, lists or tables: its most telling line beats saying nothing.
+    return [
+        (p, s) for p in window for i, s, n in _numbered_sentences(p)
+        if len(content_terms(s.text)) >= MIN_TERMS and len(s.text.split()) <= MAX_POINT_WORDS
+        and not p.is_fragment(i, n) and not injection_spans(s.text)
+    ]
+
+
+def _bare(text: str) -> str:
+    return " ".join(re.findall(r"[^\W\d_]+", text.lower()))
+
+
+def _numbered_sentences(p: Passage) -> Iterator[tuple[int, Span, int]]:
+    spans = split_sentences(p.evidence)
+    for i, s in enumerate(spans):
+        yield i, drop_heading_lines(s), len(spans)
 
 
 def _as_hits(texts: list[str]) -> list[Hit]:
@@ -453,15 +525,14 @@ def verify_points(raw: str, window: list[Passage]) -> tuple[list[tuple[Point, li
     kept: list[tuple[Point, list[int]]] = []
     rejected: list[tuple[str, float]] = []
     for s in verify_answer(clean_reply(raw), hits):
-        if not usable(s.text):
+        if not usable(s.text) or _META.match(display_text(s.text)):
             continue
         if not s.supported:
             s = _recheck(s, window, hits)
-        if not s.supported:
-            rejected.append((s.text, s.support))
-            continue
         cited = [n - 1 for n in s.citations]
-        whole = whole_sentence(s.text, window, cited)
+        if s.supported and _echo(s.text, window, cited):
+            continue
+        whole = whole_sentence(s.text, window, cited) if s.supported else None
         if whole is not None:
             # The model copied part of a sentence (often one wrapped line of a PDF): a part can
             # say the opposite of the whole, so the point becomes the whole sentence, quoted.
@@ -470,13 +541,33 @@ def verify_points(raw: str, window: list[Passage]) -> tuple[list[tuple[Point, li
                 point = Point(display_text(span.text), _narrow(window[i], span.start, span.end), (span.text,), 1.0,
                               "extractive", window[i].order)
                 kept.append((point, [i]))
-            continue
-        quotes = [best_quote(s.text, window[i].evidence) for i in cited]
-        cites = [_narrow(window[i], q.start, q.end) for i, q in zip(cited, quotes, strict=True)]
-        point = Point(display_text(s.text), Cite.merge(cites), tuple(q.text for q in quotes), s.support, "generative",
-                      min(window[i].order for i in cited))
-        kept.append((point, cited))
+        elif s.supported and clauses_backed(s.text, sanitize("\n".join(window[i].evidence for i in cited))):
+            kept.append((_generative_point(s, window, cited), cited))
+        else:
+            rejected.append((s.text, s.support))  # unbacked, or a backed sentence with an invented tail
     return kept, rejected
+
+
+def _echo(text: str, window: list[Passage], cited: list[int]) -> bool:
+    """Whether a line repeats what is not content: a piece of a sentence that chunking cut, or a
+    passage's label (its section heading)."""
+    flat = " ".join(display_text(text).split()).rstrip(".!")
+    if any(flat and flat in part for i in cited for part in window[i].fragments()):
+        return True
+    return any(_bare(flat) in _bare(p.label) for p in window)
+
+
+def _generative_point(s: Sentence, window: list[Passage], cited: list[int]) -> Point:
+    quotes = [best_quote(s.text, window[i].evidence) for i in cited]
+    cites = [_narrow(window[i], q.start, q.end) for i, q in zip(cited, quotes, strict=True)]
+    return Point(display_text(s.text), Cite.merge(cites), tuple(q.text for q in quotes), s.support, "generative",
+                 min(window[i].order for i in cited))
+
+
+def clauses_backed(text: str, evidence: str) -> bool:
+    """Whether each clause with content of its own is backed, not only the sentence as a whole."""
+    parts = [p for p in _CLAUSE.split(text) if len(content_terms(p)) >= MIN_TERMS]
+    return len(parts) < 2 or all(support(p, evidence) >= CLAUSE_THRESHOLD for p in parts)
 
 
 def whole_sentence(text: str, window: list[Passage], cited: list[int]) -> tuple[int, Span] | None:
@@ -494,7 +585,7 @@ def _recheck(s: Sentence, window: list[Passage], hits: list[Hit]) -> Sentence:
     """A second chance for a line its cited passages do not back one by one."""
     if len(s.citations) > 1:
         # A line that joins facts from several cited passages: check it against them together.
-        joined = "\n".join(window[n - 1].evidence for n in s.citations)
+        joined = sanitize("\n".join(window[n - 1].evidence for n in s.citations))
         score = support(s.text, joined)
         if score >= SUPPORT_THRESHOLD:
             terms = content_terms(s.text)
@@ -535,6 +626,20 @@ def lexical_vectors(texts: list[str]) -> np.ndarray:
     return out / np.where(norms == 0, 1.0, norms)
 
 
+def with_sources(vecs: np.ndarray, files: list[tuple[str, ...]]) -> np.ndarray:
+    """Vectors extended by a weighted one-hot of the files each row cites, renormalised."""
+    names = sorted({f for group in files for f in group})
+    if len(names) < 2:
+        return vecs
+    index = {f: i for i, f in enumerate(names)}
+    onehot = np.zeros((len(files), len(names)), dtype=np.float32)
+    for row, group in enumerate(files):
+        for f in group:
+            onehot[row, index[f]] = 1.0 / np.sqrt(len(group))
+    out = np.hstack([vecs, SAME_FILE_WEIGHT * onehot])
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
 def central_order(vecs: np.ndarray, taken: np.ndarray, n: int) -> list[int]:
     """Up to n rows by MMR: the one closest to the centroid first, then central rows unlike those taken."""
     centroid = vecs.mean(axis=0)
@@ -553,8 +658,13 @@ def central_order(vecs: np.ndarray, taken: np.ndarray, n: int) -> list[int]:
     return out
 
 
-def mmr_select(points: list[Point], vecs: np.ndarray, words: int) -> list[Point]:
-    """Central yet diverse points up to about `words` words, in document order."""
+def mmr_select(points: list[Point], vecs: np.ndarray, words: int, alike: np.ndarray | None = None) -> list[Point]:
+    """Central yet diverse points up to about `words` words, in document order.
+
+    Centrality is measured on `vecs`; redundancy on `alike` when given (e.g. vectors that also
+    say which file a point comes from, so that one big file does not fill an overview).
+    """
+    alike = vecs if alike is None else alike
     if not points:
         return []
     centroid = vecs.mean(axis=0)
@@ -572,7 +682,7 @@ def mmr_select(points: list[Point], vecs: np.ndarray, words: int) -> list[Point]
             continue  # a shorter later point may still fit
         chosen.append(best)
         used += int(lengths[best])
-        redundancy = np.maximum(redundancy, vecs @ vecs[best])
+        redundancy = np.maximum(redundancy, alike @ alike[best])
     return sorted((points[i] for i in chosen), key=lambda p: p.order)
 
 
@@ -624,6 +734,11 @@ class Summarizer:
             return lexical_vectors(texts)
         return self.embedder.embed(texts, batch_size=self.settings.embed_batch)
 
+    def select(self, points: list[Point], words: int) -> list[Point]:
+        """Central yet diverse points up to about `words` words; in an overview, spread over the files."""
+        vecs = self.vectors([p.text for p in points])
+        return mmr_select(points, vecs, words, with_sources(vecs, [p.cite.files for p in points]))
+
     def summarize_document(
         self, path: str, parsed: ParsedChunks, *, checkpoint: Checkpoint | None = None,
         on_step: StepDone | None = None,
@@ -643,7 +758,7 @@ class Summarizer:
         passages = [
             Passage(text, text, Path(s.path).name, Cite(files=(s.path,)), i)
             for i, s in enumerate(summaries) if s.points
-            for text in [" ".join(p.text for p in s.points)]
+            for text in ["\n\n".join(p.text for p in s.points)]
         ]
         overview = Summary("folder", label, label, "folder", None, len(passages), [])
         points = self._map(passages, "folder", label, overview, None, on_step)
@@ -659,7 +774,7 @@ class Summarizer:
         reply = min(self.options.max_output_tokens, ctx // 4)
         frame = self.llm.count_tokens(system) + self.llm.count_tokens(user_frame) + TEMPLATE_TOKENS
         if ctx - reply - frame < 64:
-            raise InputError(f"a {ctx}-token context leaves no room for passages: raise n_ctx")
+            raise InputError(f"a {ctx}-token prompt leaves no room for passages: raise --window-tokens or n_ctx")
         return ctx - reply - frame, reply
 
     def _windows(self, passages: list[Passage], system: str, frame: str) -> tuple[list[list[Passage]], int]:
@@ -680,13 +795,15 @@ class Summarizer:
         points: list[Point] = []
         for i, window in enumerate(windows):
             record = done.get(i)
-            if record is None or record.get("first") != window[0].order:
+            if record is not None and record.get("first") == window[0].order:
+                summary.stats.resumed_windows += 1
+            else:
                 record = self._map_window(window, system, head, reply)
                 if checkpoint:
                     checkpoint.add(i, record)
+                summary.stats.add(Stats(**record["stats"]))
             points.extend(Point.from_json(p) for p in record["points"])
             summary.unsupported.extend((u[0], u[1]) for u in record["unsupported"])
-            summary.stats.add(Stats(**record["stats"]))
             if on_step:
                 on_step("map", i + 1, len(windows))
         return dedupe(points)
@@ -741,7 +858,7 @@ class Summarizer:
                 break  # no progress (every group a single point): selection alone must do
             points = merged
             summary.stats.reduce_levels += 1
-        return mmr_select(points, self.vectors([p.text for p in points]), words)
+        return self.select(points, words)
 
     def _reduce_level(
         self, points: list[Point], what: str, words: int, summary: Summary, on_step: StepDone | None
@@ -784,7 +901,7 @@ class Summarizer:
         rest = [p for i, p in enumerate(originals) if i not in covered]
         if len(merged) < k and rest:
             room = sum(len(p.text.split()) for p in rest) * (k - len(merged)) / len(rest)
-            merged += mmr_select(rest, self.vectors([p.text for p in rest]), max(1, int(room)))[: k - len(merged)]
+            merged += self.select(rest, max(1, int(room)))[: k - len(merged)]
         return merged
 
 
@@ -1062,7 +1179,7 @@ def _overview(
     tell: Callable[..., None],
 ) -> Summary:
     label = ", ".join(p.name or str(p) for p in paths)
-    content = json.dumps([[s.path, s.text("bullets")] for s in done])
+    content = json.dumps([label, *([s.path, s.text("bullets")] for s in done)])
     key = summarizer.key("folder", hashlib.sha256(content.encode()).hexdigest(),
                          words=summarizer.options.overview_words)
     cached = cache.get(key) if cache else None
