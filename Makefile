@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)
 	$(BIN)/kb ingest samples --kb $(DEMO_KB)
-	$(BIN)/kb ask "How many days of annual leave do employees get, and until when can unused days be carried over?" --kb $(DEMO_KB)
+	$(BIN)/kb ask "How many days of annual leave do full-time employees get?" --kb $(DEMO_KB)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check kb ingest cli tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench.py
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_KB)

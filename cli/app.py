@@ -43,12 +43,19 @@ def main() -> None:
     from kb.errors import KBError
 
     try:
-        app()
+        # Not standalone: click would otherwise swallow Ctrl-C with a bare "Aborted!".
+        code = app(standalone_mode=False)
     except KBError as exc:
         print(f"kb: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         print("kb: interrupted; everything finished before the interrupt is kept", file=sys.stderr)
         sys.exit(130)
+    except typer.TyperException as exc:  # usage errors: the message click would print
+        exc.show()  # type: ignore[attr-defined]
+        # Exit 2 is kb's "batch finished with failures"; usage errors are user errors (1), and
+        # plain `kb` showing its help is no error at all.
+        sys.exit(0 if type(exc).__name__ == "NoArgsIsHelpError" else 1)
     except BrokenPipeError:
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -367,7 +367,8 @@ class Answerer:
         ]
         def renumbered(s: Sentence) -> Sentence:
             return Sentence(s.text, tuple(renum[n] for n in s.citations if n in renum), s.supported, s.support)
-        text = " ".join(f"{s.text} " + "".join(f"[{renum[n]}]" for n in s.citations) for s in kept).strip()
+        # Line breaks inside a sentence come from the page layout; the answer reads as prose.
+        text = " ".join(" ".join(s.text.split()) + " " + "".join(f"[{renum[n]}]" for n in s.citations) for s in kept)
         return Answer(
             question, text, False, mode, [renumbered(s) for s in all_sentences], sources,
         )
