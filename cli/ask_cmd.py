@@ -6,8 +6,19 @@ from typing import Annotated
 
 import typer
 
-from cli.common import (ConfigOpt, EmbedOpt, JsonOpt, KbOpt, LlmOpt, ModeOpt, ThreadsOpt, display_path, page_label,
-                        print_json, settings)
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    JsonOpt,
+    KbOpt,
+    LlmOpt,
+    ModeOpt,
+    ThreadsOpt,
+    display_path,
+    page_label,
+    print_json,
+    settings,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -17,7 +28,9 @@ def register(app: typer.Typer) -> None:
 
 def ask(
     question: Annotated[str, typer.Argument(help="Your question, in quotes.")],
-    extractive: Annotated[bool, typer.Option("--extractive", help="Answer with the best-supporting sentences, no LLM.")] = False,
+    extractive: Annotated[
+        bool, typer.Option("--extractive", help="Answer with the best-supporting sentences, no LLM.")
+    ] = False,
     k: Annotated[int | None, typer.Option("-k", "--top", help="Passages retrieved (default 6).")] = None,
     mode: ModeOpt = None,
     kb: KbOpt = None,
@@ -35,18 +48,12 @@ def ask(
     """
     from kb.answer import Answerer
     from kb.knowledge import KnowledgeBase
-    from kb.llm import load_llm
-    from kb.retrieval import Retriever
 
-    s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads)
+    s = settings(
+        config, home=kb, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
+    )
     with KnowledgeBase(s) as base:
-        llm = None if extractive else load_llm(s)
-        answerer = Answerer(
-            Retriever(base), llm, top_k=s.top_k, min_relevance=s.min_relevance,
-            min_answerability=s.min_answerability,
-            max_answer_tokens=s.max_answer_tokens, temperature=s.temperature, mode=s.search_mode,
-        )
-        answer = answerer.ask(question, extractive=extractive)
+        answer = Answerer.for_kb(base, extractive=extractive).ask(question, extractive=extractive)
     if json_out:
         print_json(answer.to_json())
         return
@@ -59,7 +66,7 @@ def ask(
             c = src.hit.chunk
             where = ", ".join(x for x in (display_path(c.path), page_label(c.page_start, c.page_end)) if x)
             quote = " ".join((src.quote.text if src.quote else c.text[:200]).split())
-            typer.echo(f"[{src.n}] {where}\n    \"{quote}\"")
+            typer.echo(f'[{src.n}] {where}\n    "{quote}"')
     if answer.refused and answer.candidates:
         typer.echo("\nClosest passages (not enough to answer):")
         for src in answer.candidates:

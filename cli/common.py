@@ -22,7 +22,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 EmbedOpt = Annotated[
     str | None, typer.Option("--embed-model", help="Sentence-transformers model folder ('default' = all-MiniLM-L6-v2).")
 ]
-LlmOpt = Annotated[str | None, typer.Option("--llm-model", help="GGUF model file ('default' = SmolLM2-135M-Instruct Q4_1).")]
+LlmOpt = Annotated[
+    str | None, typer.Option("--llm-model", help="GGUF model file ('default' = SmolLM2-135M-Instruct Q4_1).")
+]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
 ModeOpt = Annotated[
     str | None, typer.Option("--mode", help="Retrieval: hybrid (default), dense (vectors) or keyword (BM25).")

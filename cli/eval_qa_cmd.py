@@ -25,16 +25,34 @@ def _cache_home() -> Path:
 
 
 def qa(
-    file: Annotated[Path, typer.Argument(help="SQuAD JSON (contexts become the corpus) or JSONL with question, answers, optional doc.")],
-    corpus: Annotated[Path | None, typer.Option("--corpus", help="Folder of documents (needed for JSONL questions).")] = None,
-    holdout: Annotated[float, typer.Option("--holdout", help="Fraction of gold documents left out of the knowledge base; their questions must be refused.")] = 0.2,
+    file: Annotated[
+        Path,
+        typer.Argument(help="SQuAD JSON (contexts become the corpus) or JSONL with question, answers, optional doc."),
+    ],
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="Folder of documents (needed for JSONL questions).")
+    ] = None,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout",
+            help="Fraction of gold documents left out of the knowledge base; their questions must be refused.",
+        ),
+    ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing held-out documents.")] = 13,
-    limit: Annotated[int | None, typer.Option("--limit", help="Ask only the first N questions (after a seeded shuffle).")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Ask only the first N questions (after a seeded shuffle).")
+    ] = None,
     extractive: Annotated[bool, typer.Option("--extractive", help="Evaluate extractive answers (no LLM).")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write one JSON line per question here.")] = None,
     k: Annotated[int | None, typer.Option("-k", "--top", help="Passages retrieved per question.")] = None,
     mode: ModeOpt = None,
-    kb: Annotated[Path | None, typer.Option("--kb", help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa).")] = None,
+    kb: Annotated[
+        Path | None,
+        typer.Option(
+            "--kb", help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
     llm_model: LlmOpt = None,
@@ -51,15 +69,15 @@ def qa(
     from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, write_corpus
     from kb.indexer import ingest
     from kb.knowledge import KnowledgeBase
-    from kb.llm import load_llm
-    from kb.retrieval import Retriever
 
     data = load_qa(file)
     if not data.items:
         raise InputError(f"{file}: no questions with answers")
     tag = hashlib.sha256(f"{file.resolve()}|{corpus}|{holdout}|{seed}".encode()).hexdigest()[:12]
     home = kb or _cache_home() / f"{file.stem}-{tag}"
-    s = settings(config, home=home, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads)
+    s = settings(
+        config, home=home, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
+    )
     if data.corpus:
         docs = write_corpus(data.corpus, home.parent / f"{home.name}-corpus")
     elif corpus and corpus.is_dir():
@@ -83,34 +101,48 @@ def qa(
         for d in base.store.documents():
             if Path(d.path).name in excluded:
                 base.vectors.remove(base.store.remove_document(d.path))
-        llm = None if extractive else load_llm(s)
-        answerer = Answerer(
-            Retriever(base), llm, top_k=s.top_k, min_relevance=s.min_relevance,
-            min_answerability=s.min_answerability, max_answer_tokens=s.max_answer_tokens,
-            temperature=s.temperature, mode=s.search_mode,
-        )
+        answerer = Answerer.for_kb(base, extractive=extractive)
         records = []
         sink = out.open("w", encoding="utf-8") if out else None
         try:
             with Bar("asking", enabled=not quiet) as bar:
-                for rec in ask_all(answerer, items, excluded, extractive=extractive, progress=lambda d, t: bar.update(d, t)):
+                for rec in ask_all(
+                    answerer, items, excluded, extractive=extractive, progress=lambda d, t: bar.update(d, t)
+                ):
                     records.append(rec)
                     if sink:
-                        row = {"id": rec.item.id, "question": rec.item.question, "gold_answers": list(rec.item.answers),
-                               "gold_doc": rec.item.doc, "doc_excluded": rec.excluded,
-                               **rec.flags(lambda p: Path(p).name), "answer": rec.answer.to_json()}
+                        row = {
+                            "id": rec.item.id,
+                            "question": rec.item.question,
+                            "gold_answers": list(rec.item.answers),
+                            "gold_doc": rec.item.doc,
+                            "doc_excluded": rec.excluded,
+                            **rec.flags(lambda p: Path(p).name),
+                            "answer": rec.answer.to_json(),
+                        }
                         sink.write(json.dumps(row, ensure_ascii=False) + "\n")
         finally:
             if sink:
                 sink.close()
     metrics = summarize_records(records, lambda p: Path(p).name)
-    metrics.update({"kb": str(home), "extractive": extractive, "holdout": holdout, "seed": seed,
-                    "held_out_documents": len(excluded), "documents_indexed": len(keep)})
+    metrics.update(
+        {
+            "kb": str(home),
+            "extractive": extractive,
+            "holdout": holdout,
+            "seed": seed,
+            "held_out_documents": len(excluded),
+            "documents_indexed": len(keep),
+        }
+    )
     if json_out:
         print_json(metrics)
         return
     rows = [
-        ("questions (doc present / held out)", f"{metrics['questions_doc_present']} / {metrics['questions_doc_excluded']}"),
+        (
+            "questions (doc present / held out)",
+            f"{metrics['questions_doc_present']} / {metrics['questions_doc_excluded']}",
+        ),
         ("answer recall (gold text in answer)", f"{metrics['answer_recall']:.3f}"),
         ("evidence recall (gold text in cited passages)", f"{metrics['evidence_recall']:.3f}"),
         ("gold document cited", f"{metrics['gold_doc_cited']:.3f}"),
@@ -118,7 +150,10 @@ def qa(
         ("citations to passages not retrieved", str(metrics["unretrieved_citations"])),
         ("sentences that passed verification", f"{metrics['verified_sentence_share']:.3f}"),
         ("answered when the doc is present", f"{metrics['answered_when_doc_present']:.3f}"),
-        ("refused when the doc is held out", "n/a" if metrics["refusal_rate_doc_excluded"] is None else f"{metrics['refusal_rate_doc_excluded']:.3f}"),
+        (
+            "refused when the doc is held out",
+            "n/a" if metrics["refusal_rate_doc_excluded"] is None else f"{metrics['refusal_rate_doc_excluded']:.3f}",
+        ),
         ("answer modes", ", ".join(f"{k} {v}" for k, v in metrics["modes"].items())),
         ("latency p50 / p95 (s)", f"{metrics['latency_p50']:.2f} / {metrics['latency_p95']:.2f}"),
     ]

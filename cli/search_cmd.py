@@ -17,13 +17,22 @@ def register(app: typer.Typer) -> None:
     app.command("search")(search)
 
 
-def hit_json(hit) -> dict:  # noqa: ANN001 - kb.retrieval.Hit
+def hit_json(hit) -> dict:
     """The documented JSON form of a search hit."""
     c = hit.chunk
     return {
-        "rank": hit.rank, "score": hit.score, "relevance": hit.dense, "bm25": hit.keyword,
-        "path": c.path, "title": c.title, "page_start": c.page_start, "page_end": c.page_end,
-        "heading": list(c.heading_path), "chunk_id": c.id, "char_start": c.char_start, "char_end": c.char_end,
+        "rank": hit.rank,
+        "score": hit.score,
+        "relevance": hit.dense,
+        "bm25": hit.keyword,
+        "path": c.path,
+        "title": c.title,
+        "page_start": c.page_start,
+        "page_end": c.page_end,
+        "heading": list(c.heading_path),
+        "chunk_id": c.id,
+        "char_start": c.char_start,
+        "char_end": c.char_end,
         "text": c.text,
     }
 
@@ -55,7 +64,9 @@ def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.", show_default=False)] = None,
     k: Annotated[int, typer.Option("-k", "--top", help="Number of passages.")] = 10,
     mode: ModeOpt = None,
-    queries: Annotated[Path | None, typer.Option("--queries", help="File of queries: one per line, or JSONL with id and text.")] = None,
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="File of queries: one per line, or JSONL with id and text.")
+    ] = None,
     kb: KbOpt = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
@@ -76,10 +87,15 @@ def search(
         # JSONL: one line per query, so huge batches stream into other tools.
         for (qid, text), hits in zip(batch, results, strict=True):
             if json_out:
-                sys.stdout.write(json.dumps({"id": qid, "query": text, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False) + "\n")
+                sys.stdout.write(
+                    json.dumps({"id": qid, "query": text, "hits": [hit_json(h) for h in hits]}, ensure_ascii=False)
+                    + "\n"
+                )
             else:
                 for h in hits:
-                    typer.echo(f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{page_label(h.chunk.page_start, h.chunk.page_end)}")
+                    typer.echo(
+                        f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{page_label(h.chunk.page_start, h.chunk.page_end)}"
+                    )
         return
     hits = results[0]
     if json_out:
@@ -91,7 +107,11 @@ def search(
     for h in hits:
         c = h.chunk
         where = ", ".join(x for x in (page_label(c.page_start, c.page_end), " > ".join(c.heading_path)) if x)
-        typer.echo(f"{h.rank}. {display_path(c.path)}" + (f" ({where})" if where else "") + f"  score {h.score:.3f}"
-                   + (f"  relevance {h.dense:.2f}" if h.dense is not None else ""))
+        typer.echo(
+            f"{h.rank}. {display_path(c.path)}"
+            + (f" ({where})" if where else "")
+            + f"  score {h.score:.3f}"
+            + (f"  relevance {h.dense:.2f}" if h.dense is not None else "")
+        )
         snippet = " ".join(c.text.split())
         typer.echo(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")

@@ -26,13 +26,24 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
         m = base.manifest
         size = sum(p.stat().st_size for p in s.home.iterdir() if p.is_file())
         data = {
-            "kb": str(s.home), "documents": counts["documents"], "chunks": counts["chunks"],
-            "keyword_entries": counts["keyword_entries"], "vectors": base.vectors.size, "bytes_on_disk": size,
+            "kb": str(s.home),
+            "documents": counts["documents"],
+            "chunks": counts["chunks"],
+            "keyword_entries": counts["keyword_entries"],
+            "vectors": base.vectors.size,
+            "bytes_on_disk": size,
             "embedding": {"name": m.embed_name, "fingerprint": m.embed_fingerprint, "dim": m.dim},
             "chunking": {"chunk_tokens": m.chunk_tokens, "chunk_overlap": m.chunk_overlap},
             "files": [
-                {"path": d.path, "format": d.format, "title": d.title, "pages": d.n_pages, "chunks": d.n_chunks,
-                 "sha256": d.sha256, "ingested_at": d.ingested_at}
+                {
+                    "path": d.path,
+                    "format": d.format,
+                    "title": d.title,
+                    "pages": d.n_pages,
+                    "chunks": d.n_chunks,
+                    "sha256": d.sha256,
+                    "ingested_at": d.ingested_at,
+                }
                 for d in docs
             ],
         }
@@ -40,8 +51,10 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
         print_json(data)
         return
     typer.echo(f"Knowledge base: {s.home}")
-    typer.echo(f"Documents: {data['documents']}   chunks: {data['chunks']}   vectors: {data['vectors']}   "
-               f"size on disk: {size / 2**20:.1f} MB")
+    typer.echo(
+        f"Documents: {data['documents']}   chunks: {data['chunks']}   vectors: {data['vectors']}   "
+        f"size on disk: {size / 2**20:.1f} MB"
+    )
     typer.echo(f"Embedding model: {m.embed_name} ({m.dim} dims, fingerprint {m.embed_fingerprint})")
     typer.echo(f"Chunking: {m.chunk_tokens} tokens, overlap {m.chunk_overlap}")
     for d in docs:

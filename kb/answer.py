@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kb.guard import injection_spans, sanitize
+from kb.knowledge import KnowledgeBase
 from kb.llm import LLM, Message
 from kb.retrieval import STOPWORDS, Hit, Retriever
 from kb.store import Store
@@ -48,14 +49,24 @@ class Source:
         """The documented JSON form."""
         c = self.hit.chunk
         out = {
-            "n": self.n, "path": c.path, "title": c.title, "page_start": c.page_start, "page_end": c.page_end,
-            "heading": list(c.heading_path), "chunk_id": c.id, "score": self.hit.score,
-            "relevance": self.hit.dense, "text": c.text,
+            "n": self.n,
+            "path": c.path,
+            "title": c.title,
+            "page_start": c.page_start,
+            "page_end": c.page_end,
+            "heading": list(c.heading_path),
+            "chunk_id": c.id,
+            "score": self.hit.score,
+            "relevance": self.hit.dense,
+            "text": c.text,
         }
         if self.quote is not None:
             out["quote"] = {
-                "text": self.quote.text, "start": self.quote.start, "end": self.quote.end,
-                "doc_start": c.char_start + self.quote.start, "doc_end": c.char_start + self.quote.end,
+                "text": self.quote.text,
+                "start": self.quote.start,
+                "end": self.quote.end,
+                "doc_start": c.char_start + self.quote.start,
+                "doc_end": c.char_start + self.quote.end,
             }
         return out
 
@@ -89,10 +100,18 @@ class Answer:
     def to_json(self) -> dict:
         """The documented JSON form."""
         return {
-            "question": self.question, "answer": self.text, "refused": self.refused, "mode": self.mode,
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "mode": self.mode,
             "note": self.note,
             "sentences": [
-                {"text": s.text, "citations": list(s.citations), "supported": s.supported, "support": round(s.support, 3)}
+                {
+                    "text": s.text,
+                    "citations": list(s.citations),
+                    "supported": s.supported,
+                    "support": round(s.support, 3),
+                }
                 for s in self.sentences
             ],
             "sources": [s.to_json() for s in self.sources],
@@ -257,8 +276,15 @@ class Answerer:
     """
 
     def __init__(
-        self, retriever: Retriever, llm: LLM | None, *, top_k: int = 6, min_relevance: float = 0.2,
-        min_answerability: float = 0.45, max_answer_tokens: int = 256, temperature: float = 0.0,
+        self,
+        retriever: Retriever,
+        llm: LLM | None,
+        *,
+        top_k: int = 6,
+        min_relevance: float = 0.2,
+        min_answerability: float = 0.45,
+        max_answer_tokens: int = 256,
+        temperature: float = 0.0,
         mode: str = "hybrid",
     ) -> None:
         self.retriever = retriever
@@ -269,6 +295,23 @@ class Answerer:
         self.max_answer_tokens = max_answer_tokens
         self.temperature = temperature
         self.mode = mode
+
+    @classmethod
+    def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False) -> Answerer:
+        """An answerer over a knowledge base, configured by its settings (LLM loaded unless extractive)."""
+        from kb.llm import load_llm
+
+        s = kb.settings
+        return cls(
+            Retriever(kb),
+            None if extractive else load_llm(s),
+            top_k=s.top_k,
+            min_relevance=s.min_relevance,
+            min_answerability=s.min_answerability,
+            max_answer_tokens=s.max_answer_tokens,
+            temperature=s.temperature,
+            mode=s.search_mode,
+        )
 
     def ask(self, question: str, *, extractive: bool = False, on_token: Callable[[str], None] | None = None) -> Answer:
         """Answer a question with cited sources, or refuse."""
@@ -292,7 +335,9 @@ class Answerer:
         timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]
         if answerability < self.min_answerability:
             refusal = self._refusal(
-                question, hits, timings,
+                question,
+                hits,
+                timings,
                 f"the closest passages do not match the question well enough (answerability {answerability:.2f}: "
                 f"best sentence {best_sim:.2f}, question coverage {coverage:.2f})",
             )
@@ -308,7 +353,11 @@ class Answerer:
         return answer
 
     def _generative(
-        self, question: str, hits: list[Hit], ranked: list[Candidate], timings: dict[str, float],
+        self,
+        question: str,
+        hits: list[Hit],
+        ranked: list[Candidate],
+        timings: dict[str, float],
         on_token: Callable[[str], None] | None,
     ) -> Answer:
         assert self.llm is not None
@@ -323,8 +372,11 @@ class Answerer:
                 on_token(piece)
 
         raw = self.llm.chat(
-            build_messages(question, packed), max_tokens=self.max_answer_tokens,
-            temperature=self.temperature, on_token=token, stop=["\nQuestion:", "\n\n\n", "<<<"],
+            build_messages(question, packed),
+            max_tokens=self.max_answer_tokens,
+            temperature=self.temperature,
+            on_token=token,
+            stop=["\nQuestion:", "\n\n\n", "<<<"],
         )
         timings["generate"] = time.perf_counter() - t1
         if first:
@@ -365,12 +417,19 @@ class Answerer:
             Source(renum[old], hits[old - 1], best_quote(" ".join(claims[old]), hits[old - 1].chunk.text))
             for old in order
         ]
+
         def renumbered(s: Sentence) -> Sentence:
             return Sentence(s.text, tuple(renum[n] for n in s.citations if n in renum), s.supported, s.support)
+
         # Line breaks inside a sentence come from the page layout; the answer reads as prose.
         text = " ".join(" ".join(s.text.split()) + " " + "".join(f"[{renum[n]}]" for n in s.citations) for s in kept)
         return Answer(
-            question, text, False, mode, [renumbered(s) for s in all_sentences], sources,
+            question,
+            text,
+            False,
+            mode,
+            [renumbered(s) for s in all_sentences],
+            sources,
         )
 
     def _refusal(self, question: str, hits: list[Hit], timings: dict[str, float], why: str) -> Answer:

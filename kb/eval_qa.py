@@ -149,7 +149,11 @@ class QARecord:
 
 
 def ask_all(
-    answerer: Answerer, items: list[QAItem], excluded: set[str], *, extractive: bool,
+    answerer: Answerer,
+    items: list[QAItem],
+    excluded: set[str],
+    *,
+    extractive: bool,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[QARecord]:
     """Ask every question in turn (one process, models loaded once)."""

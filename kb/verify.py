@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -35,12 +36,16 @@ def _line_breaks(text: str, a: int, b: int) -> list[int]:
     """
     cuts = []
     lines = [(m.start() + a, m.group()) for m in _LINE.finditer(text[a:b]) if m.group()]
-    for (start, line), (_, nxt) in zip(lines, lines[1:]):
+    for (start, line), (_, nxt) in itertools.pairwise(lines):
         body = line.strip()
         if not body or not nxt.strip():
             continue
         short = len(body.split()) <= 6 or "|" in body
-        if short and body[-1] not in ".,;:" and (nxt.lstrip()[:1].isupper() or nxt.lstrip()[:1].isdigit() or "|" in nxt):
+        if (
+            short
+            and body[-1] not in ".,;:"
+            and (nxt.lstrip()[:1].isupper() or nxt.lstrip()[:1].isdigit() or "|" in nxt)
+        ):
             cuts.append(start + len(line))
     return cuts
 
@@ -55,7 +60,7 @@ def split_sentences(text: str) -> list[Span]:
     spans = []
     for a, b in bounds:
         edges = [a, *_line_breaks(text, a, b), b]
-        spans.extend(zip(edges, edges[1:]))
+        spans.extend(itertools.pairwise(edges))
     out = []
     for a, b in spans:
         seg = text[a:b]
