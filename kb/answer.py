@@ -383,7 +383,12 @@ class Answerer:
             timings["first_token"] = first[0]
         sentences = verify_answer(raw, packed)
         kept = [s for s in sentences if s.supported]
-        if kept:
+        # Lexical support alone lets a fluent answer built from an off-question passage through
+        # (samples: "Which city stores customer data?" answered from the security policy). The
+        # model's answer must also draw on a passage that holds one of the sentences ranked
+        # best for the question, judged independently of the model.
+        answer_bearing = {packed.index(hits[c.n - 1]) + 1 for c in ranked[:3] if hits[c.n - 1] in packed}
+        if kept and any(n in answer_bearing for s in kept for n in s.citations):
             return self._compose(question, kept, sentences, packed, "generative")
         fallback = self._extractive(question, hits, ranked)
         fallback.note = (

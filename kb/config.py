@@ -67,8 +67,26 @@ class Settings:
     embed_batch: int = _doc("Passages embedded per batch.", default=32)
     threads: int = _doc("CPU threads for the LLM and embedder.", default_factory=lambda: os.cpu_count() or 1)
     n_ctx: int = _doc("LLM context window in tokens.", default=4096)
-    n_batch: int = _doc("LLM prompt-processing batch size.", default=512)
+    n_batch: int = _doc(
+        "LLM prompt-processing batch size in tokens (also the micro-batch): a whole prompt in one batch "
+        "is evaluated fastest on a CPU (docs/performance.md).",
+        default=2048,
+    )
     gpu_layers: int = _doc("LLM layers offloaded to Metal (-1 all, 0 none).", default_factory=_default_gpu_layers)
+    vector_index: str = _doc(
+        "FAISS index type: auto (exact search up to exact_search_max vectors, IVF above), flat (always "
+        "exact) or ivf (always approximate).",
+        default="auto",
+    )
+    exact_search_max: int = _doc(
+        "With vector_index=auto, the largest number of vectors searched exactly (docs/performance.md).",
+        default=200_000,
+    )
+    ivf_nprobe: int = _doc(
+        "IVF lists searched per query (0 = an eighth of them, at least 16): higher finds more of the exact "
+        "neighbours, slower (docs/performance.md has recall and latency).",
+        default=0,
+    )
     top_k: int = _doc("Passages retrieved for an answer.", default=6)
     search_mode: str = _doc("Retrieval mode: hybrid, dense or keyword.", default="hybrid")
     max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=160)
@@ -155,6 +173,10 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
     if s.embed_backend not in EMBED_BACKENDS:
         raise ConfigError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)} (got {s.embed_backend!r})")
+    if s.vector_index not in ("auto", "flat", "ivf"):
+        raise ConfigError(f"vector_index must be auto, flat or ivf (got {s.vector_index!r})")
+    if s.exact_search_max < 0 or s.ivf_nprobe < 0 or s.n_batch < 32:
+        raise ConfigError("exact_search_max and ivf_nprobe must be >= 0, and n_batch >= 32")
     if s.search_mode not in ("hybrid", "dense", "keyword"):
         raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:

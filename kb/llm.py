@@ -87,19 +87,34 @@ class LlamaCppLLM:
     """A GGUF model run by llama.cpp on the CPU (or Metal on Apple Silicon)."""
 
     def __init__(
-        self, path: Path, *, n_ctx: int = 4096, threads: int | None = None, n_batch: int = 512, gpu_layers: int = 0
+        self, path: Path, *, n_ctx: int = 4096, threads: int | None = None, n_batch: int = 2048, gpu_layers: int = 0,
+        flash_attn: bool = True,
     ) -> None:
         self.path = path
         self.name = path.stem
+        # llama.cpp's CPU threads meet at an OpenMP barrier after every operation. By default
+        # waiting threads spin; when the cores are shared (other programs, a busy laptop) a
+        # spinning thread keeps the one it waits for off the CPU, and generation ran 7x slower
+        # on a loaded 2-core machine (docs/performance.md). Passive waiting costs little when
+        # the machine is idle. Read by libgomp when llama.cpp loads, so set before the import;
+        # a value set by the user wins.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - install problem
             raise ModelNotFound(f"llama-cpp-python is not installed ({exc})") from exc
         try:
             with _quiet_stderr():
+                # CPU speed (docs/performance.md): the whole prompt in one batch and one micro-batch
+                # (n_ubatch = n_batch; llama.cpp's default micro-batch of 512 splits it again), and
+                # flash attention, which skips materialising the attention matrix. The KV cache is
+                # reused across calls for the prompt prefix they share (llama-cpp-python keeps the
+                # longest common prefix), so `kb summarize` pays for the system prompt once.
+                batch = min(n_batch, n_ctx)
                 self._llm = Llama(
                     model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                    n_batch=n_batch, n_gpu_layers=gpu_layers, verbose=False, seed=0,
+                    n_batch=batch, n_ubatch=batch, flash_attn=flash_attn, n_gpu_layers=gpu_layers,
+                    verbose=False, seed=0,
                 )
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc

@@ -3,14 +3,24 @@
 The file records the store generation it was built from; if they differ (a crash between
 the SQLite commit and the FAISS save, or a reader racing a writer) it is rebuilt from the
 vectors in SQLite, which is quick and needs no re-embedding.
+
+The index type follows the size (`IndexPolicy`): exact inner-product search (IndexFlatIP)
+up to `exact_max` vectors, an inverted-file index (IndexIVFFlat, `nprobe` lists searched)
+above. IVF rather than HNSW because FAISS's HNSW cannot remove vectors, and sync removes them
+whenever a file changes or goes away. IVF-Flat keeps the full vectors, so stored vectors can be
+read back exactly (`kb check` compares them with SQLite) and scores are exact cosines; only
+which vectors are scored is approximate. docs/performance.md has its recall and latency.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,16 +28,71 @@ from kb.store import Store
 
 INDEX_FILE = "vectors.faiss"
 STATE_FILE = "vectors.json"
+KINDS = ("auto", "flat", "ivf")
+
+
+@dataclass(frozen=True)
+class IndexPolicy:
+    """Which FAISS index a knowledge base of a given size gets (settings vector_index, exact_search_max, ivf_nprobe)."""
+
+    kind: str = "auto"  # auto: flat up to exact_max vectors, IVF above; or always "flat" / "ivf"
+    exact_max: int = 200_000
+    nprobe: int = 0  # lists searched per query; 0: an eighth of them (default_nprobe)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> IndexPolicy:
+        """The policy named by kb.config.Settings."""
+        return cls(settings.vector_index, settings.exact_search_max, settings.ivf_nprobe)
+
+    def wants_ivf(self, n: int, current_ivf: bool) -> bool:
+        """Whether an index of n vectors should be IVF (with hysteresis, so it does not flip back and forth)."""
+        if self.kind != "auto":
+            return self.kind == "ivf" and n >= ivf_min_vectors()
+        return n > self.exact_max or (current_ivf and n > self.exact_max // 2)
+
+
+def _configured_policy() -> IndexPolicy:
+    from kb.config import Settings
+
+    try:
+        return IndexPolicy.from_settings(Settings.load())
+    except Exception:  # a broken config file is reported by the CLI, not here
+        return IndexPolicy()
+
+
+def ivf_lists(n: int) -> int:
+    """Number of IVF lists for n vectors: about sqrt(n), so a list holds about sqrt(n) vectors."""
+    return int(min(65536, max(16, round(math.sqrt(n)))))
+
+
+def default_nprobe(nlist: int) -> int:
+    """Lists searched when the setting is 0: an eighth of them, at least 16.
+
+    On the real SciFact vectors (96 lists) searching 1/6 of the lists found 94.5% of the exact
+    top 10 and 1/3 found 98.4%; 1/8 at 1M vectors still scans 8x fewer vectors than exact search.
+    """
+    return min(nlist, max(16, nlist // 8))
+
+
+def ivf_min_vectors() -> int:
+    """Below this an IVF index cannot be trained sensibly, so it stays exact."""
+    return 39 * 16
 
 
 class VectorIndex:
-    """Exact inner-product search over normalised vectors (cosine similarity)."""
+    """Inner-product search over normalised vectors (cosine similarity), exact or IVF."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, policy: IndexPolicy | None = None) -> None:
         import faiss
 
         self.dim = dim
-        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.policy = policy or IndexPolicy()
+        self.index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def kind(self) -> str:
+        """'flat' (exact) or 'ivf'."""
+        return "ivf" if _is_ivf(self.index) else "flat"
 
     @property
     def size(self) -> int:
@@ -48,38 +113,79 @@ class VectorIndex:
         """The chunk ids held, in storage order."""
         import faiss
 
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        if not _is_ivf(self.index):
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        invlists = self.index.invlists
+        parts = [
+            faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+            for i in range(invlists.nlist)
+            if invlists.list_size(i)
+        ]
+        return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
 
     def iter_vectors(self, batch: int = 10000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, vectors) in storage order and batches, for checking against SQLite."""
         ids = self.ids()
         for start in range(0, len(ids), batch):
             n = min(batch, len(ids) - start)
-            yield ids[start : start + n], self.index.index.reconstruct_n(start, n)
+            if _is_ivf(self.index):
+                yield ids[start : start + n], self.index.reconstruct_batch(ids[start : start + n])
+            else:
+                yield ids[start : start + n], self.index.index.reconstruct_n(start, n)
 
     def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Top-k (chunk id, cosine) per query row."""
         if self.size == 0:
             return [[] for _ in range(len(queries))]
-        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.size))
+        import faiss
+
+        if _is_ivf(self.index):
+            self.index.nprobe = min(self.policy.nprobe or default_nprobe(self.index.nlist), self.index.nlist)
+        # One or a few queries: a single thread. OpenMP threads cost more to wake and join than
+        # they save here, and on a busy machine their spinning made a query several times slower
+        # (docs/performance.md); batches of queries still use every core.
+        threads = faiss.omp_get_max_threads()
+        if len(queries) <= 4:
+            faiss.omp_set_num_threads(1)
+        try:
+            scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.size))
+        finally:
+            faiss.omp_set_num_threads(threads)
         return [
             [(int(i), float(s)) for i, s in zip(row_ids, row_scores, strict=True) if i >= 0]
             for row_ids, row_scores in zip(ids, scores, strict=True)
         ]
 
+    def fit_policy(self) -> bool:
+        """Switch between exact and IVF when the size calls for it (the policy); returns whether it switched."""
+        want_ivf = self.policy.wants_ivf(self.size, _is_ivf(self.index))
+        if want_ivf == _is_ivf(self.index):
+            return False
+        ids, vectors = self._all()
+        self.index = build_ivf(self.dim, vectors, ids) if want_ivf else _flat(self.dim, vectors, ids)
+        return True
+
+    def _all(self) -> tuple[np.ndarray, np.ndarray]:
+        pairs = list(self.iter_vectors(batch=100_000))
+        if not pairs:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+
     def save(self, folder: Path, generation: int) -> None:
-        """Write the index and its generation atomically (temp file, then rename)."""
+        """Write the index and its generation atomically (temp file, then rename), switching type first if due."""
         import faiss
 
+        self.fit_policy()
         tmp = folder / (INDEX_FILE + ".tmp")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, folder / INDEX_FILE)
         state_tmp = folder / (STATE_FILE + ".tmp")
-        state_tmp.write_text(json.dumps({"generation": generation, "count": self.size, "dim": self.dim}))
+        state = {"generation": generation, "count": self.size, "dim": self.dim, "kind": self.kind}
+        state_tmp.write_text(json.dumps(state))
         os.replace(state_tmp, folder / STATE_FILE)
 
     @classmethod
-    def load(cls, folder: Path, dim: int) -> tuple[VectorIndex, dict] | None:
+    def load(cls, folder: Path, dim: int, policy: IndexPolicy | None = None) -> tuple[VectorIndex, dict] | None:
         """The saved index and its state record, or None when missing, damaged or of another dim.
 
         The state is read before and after the index, so an index replaced by a writer in
@@ -94,6 +200,7 @@ class VectorIndex:
                 return None
             vi = cls.__new__(cls)
             vi.dim = dim
+            vi.policy = policy or _configured_policy()
             vi.index = faiss.read_index(str(index_file))
             if json.loads(state_file.read_text()) != state or vi.size != state.get("count") or vi.index.d != dim:
                 return None
@@ -102,22 +209,63 @@ class VectorIndex:
             return None  # missing or damaged cache
 
     @classmethod
-    def rebuild(cls, store: Store, dim: int) -> VectorIndex:
-        """A fresh index from the vectors stored in SQLite (no re-embedding)."""
-        vi = cls(dim)
+    def rebuild(cls, store: Store, dim: int, policy: IndexPolicy | None = None) -> VectorIndex:
+        """A fresh index from the vectors stored in SQLite (no re-embedding), of the type the size calls for."""
+        vi = cls(dim, policy or _configured_policy())
         with store.snapshot():
             for ids, vecs in store.iter_vectors(dim=dim):
                 vi.add(ids, vecs)
+        vi.fit_policy()
         return vi
 
     @classmethod
-    def load_or_rebuild(cls, folder: Path, store: Store, dim: int) -> tuple[VectorIndex, bool]:
+    def load_or_rebuild(
+        cls, folder: Path, store: Store, dim: int, policy: IndexPolicy | None = None
+    ) -> tuple[VectorIndex, bool]:
         """The saved index if it matches the store's generation, else one rebuilt from SQLite.
 
-        Returns (index, rebuilt).
+        Returns (index, rebuilt). `policy` None means the configured one (Settings.load()).
         """
-        loaded = cls.load(folder, dim)
+        loaded = cls.load(folder, dim, policy)
         # The generation is read after the index: if it still matches, the index matches the store.
         if loaded is not None and loaded[1].get("generation") == store.generation():
             return loaded[0], False
-        return cls.rebuild(store, dim), True
+        return cls.rebuild(store, dim, policy), True
+
+
+def _is_ivf(index: Any) -> bool:
+    import faiss
+
+    return isinstance(index, faiss.IndexIVF)
+
+
+def _flat(dim: int, vectors: np.ndarray, ids: np.ndarray) -> Any:
+    import faiss
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
+    return index
+
+
+def build_ivf(dim: int, vectors: np.ndarray, ids: np.ndarray, nlist: int | None = None, seed: int = 0) -> Any:
+    """An IVF-Flat inner-product index over the vectors, trained on (a sample of) them."""
+    import faiss
+
+    n = len(vectors)
+    nlist = nlist or ivf_lists(n)
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.cp.niter = 20
+    # 50 points per list trains well (FAISS warns below 39) and keeps k-means quick at 1M vectors.
+    sample = min(n, nlist * 50)
+    rows = np.random.default_rng(seed).choice(n, sample, replace=False) if sample < n else slice(None)
+    index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    # A hash-table direct map lets vectors be read back by id and removed.
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    for start in range(0, n, 100_000):
+        index.add_with_ids(
+            np.ascontiguousarray(vectors[start : start + 100_000], dtype=np.float32),
+            ids[start : start + 100_000].astype(np.int64),
+        )
+    return index
