@@ -69,7 +69,7 @@ class Settings:
     n_ctx: int = _doc("LLM context window in tokens.", default=4096)
     n_batch: int = _doc(
         "LLM prompt-processing batch size in tokens (also the micro-batch): a whole prompt in one batch "
-        "is evaluated fastest on a CPU (docs/performance.md).",
+        "is evaluated fastest on a CPU (the README, Performance).",
         default=2048,
     )
     gpu_layers: int = _doc("LLM layers offloaded to Metal (-1 all, 0 none).", default_factory=_default_gpu_layers)
@@ -79,12 +79,12 @@ class Settings:
         default="auto",
     )
     exact_search_max: int = _doc(
-        "With vector_index=auto, the largest number of vectors searched exactly (docs/performance.md).",
+        "With vector_index=auto, the largest number of vectors searched exactly (the README, Performance).",
         default=200_000,
     )
     ivf_nprobe: int = _doc(
         "IVF lists searched per query (0 = an eighth of them, at least 16): higher finds more of the exact "
-        "neighbours, slower (docs/performance.md has recall and latency).",
+        "neighbours, slower (the README, Performance has recall and latency).",
         default=0,
     )
     top_k: int = _doc("Passages retrieved for an answer.", default=6)

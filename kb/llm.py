@@ -95,7 +95,7 @@ class LlamaCppLLM:
         # llama.cpp's CPU threads meet at an OpenMP barrier after every operation. By default
         # waiting threads spin; when the cores are shared (other programs, a busy laptop) a
         # spinning thread keeps the one it waits for off the CPU, and generation ran 7x slower
-        # on a loaded 2-core machine (docs/performance.md). Passive waiting costs little when
+        # on a loaded 2-core machine (the README, Performance). Passive waiting costs little when
         # the machine is idle. Read by libgomp when llama.cpp loads, so set before the import;
         # a value set by the user wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -105,7 +105,7 @@ class LlamaCppLLM:
             raise ModelNotFound(f"llama-cpp-python is not installed ({exc})") from exc
         try:
             with _quiet_stderr():
-                # CPU speed (docs/performance.md): the whole prompt in one batch and one micro-batch
+                # CPU speed (the README, Performance): the whole prompt in one batch and one micro-batch
                 # (n_ubatch = n_batch; llama.cpp's default micro-batch of 512 splits it again), and
                 # flash attention, which skips materialising the attention matrix. The KV cache is
                 # reused across calls for the prompt prefix they share (llama-cpp-python keeps the

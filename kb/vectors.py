@@ -9,7 +9,7 @@ up to `exact_max` vectors, an inverted-file index (IndexIVFFlat, `nprobe` lists 
 above. IVF rather than HNSW because FAISS's HNSW cannot remove vectors, and sync removes them
 whenever a file changes or goes away. IVF-Flat keeps the full vectors, so stored vectors can be
 read back exactly (`kb check` compares them with SQLite) and scores are exact cosines; only
-which vectors are scored is approximate. docs/performance.md has its recall and latency.
+which vectors are scored is approximate. the README, Performance has its recall and latency.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ class VectorIndex:
             self.index.nprobe = min(self.policy.nprobe or default_nprobe(self.index.nlist), self.index.nlist)
         # One or a few queries: a single thread. OpenMP threads cost more to wake and join than
         # they save here, and on a busy machine their spinning made a query several times slower
-        # (docs/performance.md); batches of queries still use every core.
+        # (the README, Performance); batches of queries still use every core.
         threads = faiss.omp_get_max_threads()
         if len(queries) <= 4:
             faiss.omp_set_num_threads(1)
