@@ -21,8 +21,16 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
 
     s = settings(config, home=kb, embed_model=embed_model)
     with KnowledgeBase(s) as base:
-        docs = base.store.documents()
-        counts = base.store.counts()
+        # One read transaction: while a writer commits, documents, counts and the vector
+        # index (rebuilt from this snapshot if the FAISS file is of another generation)
+        # must all describe the same moment.
+        base.store.db.execute("BEGIN")
+        try:
+            n_vectors = base.vectors.size
+            docs = base.store.documents()
+            counts = base.store.counts()
+        finally:
+            base.store.db.execute("COMMIT")
         m = base.manifest
         size = sum(p.stat().st_size for p in s.home.iterdir() if p.is_file())
         data = {
@@ -30,7 +38,7 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
             "documents": counts["documents"],
             "chunks": counts["chunks"],
             "keyword_entries": counts["keyword_entries"],
-            "vectors": base.vectors.size,
+            "vectors": n_vectors,
             "bytes_on_disk": size,
             "embedding": {"name": m.embed_name, "fingerprint": m.embed_fingerprint, "dim": m.dim},
             "chunking": {"chunk_tokens": m.chunk_tokens, "chunk_overlap": m.chunk_overlap},
