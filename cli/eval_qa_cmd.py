@@ -53,6 +53,14 @@ def qa(
             "--kb", help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa)."
         ),
     ] = None,
+    thresholds: Annotated[
+        str | None,
+        typer.Option(
+            "--thresholds",
+            help="Comma-separated min_answerability values to score the same run at (e.g. 0.5,0.56,0.62): "
+            "prints the refusal trade-off. Questions are asked with the lowest of them and the setting.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
     llm_model: LlmOpt = None,
@@ -66,10 +74,14 @@ def qa(
 
     from kb.answer import Answerer
     from kb.errors import InputError
-    from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, write_corpus
+    from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, sweep, write_corpus
     from kb.indexer import ingest
     from kb.knowledge import KnowledgeBase
 
+    try:
+        sweep_at = sorted({float(x) for x in thresholds.split(",") if x.strip()}) if thresholds else []
+    except ValueError as exc:
+        raise typer.BadParameter(f"--thresholds: {exc}") from exc
     data = load_qa(file)
     if not data.items:
         raise InputError(f"{file}: no questions with answers")
@@ -102,6 +114,8 @@ def qa(
             if Path(d.path).name in excluded:
                 base.vectors.remove(base.store.remove_document(d.path))
         answerer = Answerer.for_kb(base, extractive=extractive)
+        if sweep_at:
+            answerer.min_answerability = min([*sweep_at, s.min_answerability])
         records = []
         sink = out.open("w", encoding="utf-8") if out else None
         try:
@@ -124,7 +138,14 @@ def qa(
         finally:
             if sink:
                 sink.close()
-    metrics = summarize_records(records, lambda p: Path(p).name)
+
+    def name_of(p: str) -> str:
+        return Path(p).name
+
+    metrics = summarize_records(records, name_of, s.min_answerability if sweep_at else None)
+    metrics["min_answerability"] = s.min_answerability
+    if sweep_at:
+        metrics["sweep"] = sweep(records, name_of, sweep_at)
     metrics.update(
         {
             "kb": str(home),
@@ -160,3 +181,12 @@ def qa(
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")
+    if sweep_at:
+        typer.echo("\nmin_answerability  answered(present)  refused(held out)  evidence recall  citation precision")
+        for row in metrics["sweep"]:
+            held = row["refusal_rate_doc_excluded"]
+            typer.echo(
+                f"{row['min_answerability']:<17.3f}  {row['answered_when_doc_present']:<17.3f}  "
+                f"{'n/a' if held is None else f'{held:.3f}':<17}  {row['evidence_recall']:<15.3f}  "
+                f"{row['citation_precision']:.3f}"
+            )

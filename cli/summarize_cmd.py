@@ -78,7 +78,7 @@ def summarize(
     s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, threads=threads,
                  pdf_password=password)
     options = SummaryOptions(words=words, overview_words=overview_words, style=style, window_tokens=window_tokens)
-    embedder = load_embedder(s.embed_model, threads=s.threads)
+    embedder = load_embedder(s.embed_model, threads=s.threads, backend=s.embed_backend)
     model_id = gguf_model_id(resolve_gguf(s.llm_model))
     summarizer = Summarizer(lambda: load_llm(s), model_id, embedder, s, options)
     cache = None if no_cache else SummaryCache(cache_dir or s.home / "summaries")

@@ -32,7 +32,7 @@ from kb.knowledge import (
 )
 from kb.rebuild import leftover_folders
 from kb.store import SCHEMA_VERSION, Store, _heading_path
-from kb.vectors import INDEX_FILE, STATE_FILE, VectorIndex
+from kb.vectors import INDEX_FILE, STATE_FILE, IndexPolicy, VectorIndex
 
 EXAMPLES = 3  # paths or ids quoted per problem line
 
@@ -84,7 +84,8 @@ def _examples(items: list) -> str:
 
 
 def _wanted_manifest(settings: Settings, embedder: Embedder | None) -> Manifest:
-    return Manifest.for_settings(settings, embedder or load_embedder(settings.embed_model, threads=settings.threads))
+    embedder = embedder or load_embedder(settings.embed_model, threads=settings.threads, backend=settings.embed_backend)
+    return Manifest.for_settings(settings, embedder)
 
 
 def check(settings: Settings, *, embedder: Embedder | None = None, holding_lock: bool = False) -> CheckReport:
@@ -326,7 +327,8 @@ def repair(settings: Settings, *, embedder: Embedder | None = None) -> RepairRep
             try:
                 actions += _repair_store(store, codes, dim)
                 if dim is not None and (actions or codes & _FAISS_CODES):
-                    VectorIndex.rebuild(store, dim).save(folder, store.generation())
+                    index = VectorIndex.rebuild(store, dim, IndexPolicy.from_settings(settings))
+                    index.save(folder, store.generation())
                     actions.append(f"rebuilt the FAISS file from the {store.counts()['chunks']} vectors in SQLite")
             finally:
                 store.close()

@@ -62,6 +62,13 @@ class Settings:
         "Path to a .gguf file, or 'default' for the packaged SmolLM2-135M-Instruct Q4_1.",
         default="default",
     )
+    llm_convert: str = _doc(
+        "Weight format the LLM runs in: auto (the packaged Q4_1 model is converted once, locally, to "
+        "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU; other "
+        "models are used as they are), off, f16 or q8_0. Converted files are cached in "
+        "~/.cache/kb/models ($KB_MODEL_CACHE). Env KB_LLM_CONVERT.",
+        default="auto",
+    )
     chunk_tokens: int = _doc("Chunk size in embedding-model tokens (the default model reads at most 256).", default=200)
     chunk_overlap: int = _doc("Tokens shared by consecutive chunks.", default=32)
     embed_batch: int = _doc("Passages embedded per batch.", default=32)
@@ -90,14 +97,27 @@ class Settings:
     top_k: int = _doc("Passages retrieved for an answer.", default=6)
     search_mode: str = _doc("Retrieval mode: hybrid, dense or keyword.", default="hybrid")
     max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=160)
+    evidence_tokens: int = _doc(
+        "Prompt budget, in LLM tokens, for the passages `kb ask` shows the model (those holding the "
+        "best-ranked sentences first). Reading the prompt is most of an answer's time on a CPU; raise "
+        "it for a larger model with a long context.",
+        default=640,
+    )
+    extractive_sentences: int = _doc(
+        "Most sentences in an extractive answer (and in the fallback when the LLM's answer fails "
+        "verification): the best one, then near-ties from other passages of the same document, "
+        "each quoted and cited.",
+        default=3,
+    )
     temperature: float = _doc("LLM sampling temperature (0 = deterministic).", default=0.0)
     min_relevance: float = _doc(
         "`kb ask` refuses when no passage is at least this similar to the question (cosine, 0-1).", default=0.2
     )
     min_answerability: float = _doc(
-        "`kb ask` refuses below this answerability (0.8 x best sentence cosine + 0.2 x question-word "
-        "coverage); raise it to refuse more readily on collections of closely related documents.",
-        default=0.45,
+        "`kb ask` refuses below this answerability: 0.6 x best sentence score (cosine + shared words) "
+        "+ 0.2 x question-word coverage of a top passage + 0.1 x the best document's margin over the "
+        "next one. Raise it to refuse more readily, lower it to answer more (the README has the trade-off).",
+        default=0.56,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
     parse_timeout: float = _doc("Seconds a single file may take to parse.", default=120.0)
@@ -173,6 +193,8 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
     if s.embed_backend not in EMBED_BACKENDS:
         raise ConfigError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)} (got {s.embed_backend!r})")
+    if s.llm_convert not in ("auto", "off", "f16", "q8_0"):
+        raise ConfigError(f"llm_convert must be auto, off, f16 or q8_0 (got {s.llm_convert!r})")
     if s.vector_index not in ("auto", "flat", "ivf"):
         raise ConfigError(f"vector_index must be auto, flat or ivf (got {s.vector_index!r})")
     if s.exact_search_max < 0 or s.ivf_nprobe < 0 or s.n_batch < 32:
@@ -181,6 +203,10 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:
         raise ConfigError(f"parse_memory_mb must be 0 (no cap) or at least 256 (got {s.parse_memory_mb})")
+    if s.extractive_sentences < 1:
+        raise ConfigError(f"extractive_sentences must be at least 1 (got {s.extractive_sentences})")
+    if s.evidence_tokens < 64:
+        raise ConfigError(f"evidence_tokens must be at least 64 (got {s.evidence_tokens})")
     if s.top_k < 1 or s.threads < 1 or s.n_ctx < 256:
         raise ConfigError("top_k and threads must be >= 1 and n_ctx >= 256")
     return s

@@ -11,10 +11,10 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kb.answer import Answer, Answerer
+from kb.answer import REFUSAL, Answer, Answerer
 from kb.errors import InputError
 from kb.metrics import percentile
 
@@ -164,8 +164,22 @@ def ask_all(
             progress(i + 1, len(items))
 
 
-def summarize_records(records: list[QARecord], doc_of: Callable[[str], str | None]) -> dict:
-    """The headline metrics over all records."""
+def refused_at(record: QARecord, threshold: float) -> bool:
+    """Whether the answer would be a refusal with `min_answerability` = threshold.
+
+    The answer itself does not depend on the threshold, only the gate does, so one run asked
+    with a low threshold can be scored at any higher one.
+    """
+    a = record.answer
+    return a.refused or a.answerability is None or a.answerability < threshold
+
+
+def summarize_records(
+    records: list[QARecord], doc_of: Callable[[str], str | None], threshold: float | None = None
+) -> dict:
+    """The headline metrics over all records (scored as if refused below `threshold`, if given)."""
+    if threshold is not None:
+        records = [r if not refused_at(r, threshold) or r.answer.refused else _as_refusal(r) for r in records]
     present = [(r, r.flags(doc_of)) for r in records if not r.excluded]
     absent = [(r, r.flags(doc_of)) for r in records if r.excluded]
     n = max(1, len(present))
@@ -193,3 +207,35 @@ def summarize_records(records: list[QARecord], doc_of: Callable[[str], str | Non
         "latency_p50": percentile(secs, 50) if secs else 0.0,
         "latency_p95": percentile(secs, 95) if secs else 0.0,
     }
+
+
+def _as_refusal(record: QARecord) -> QARecord:
+    """The record as it would be had the gate refused: no sentences, no citations."""
+    a = record.answer
+    refused = replace(a, text=REFUSAL, refused=True, mode="refusal", sentences=[], sources=[])
+    return replace(record, answer=refused)
+
+
+def sweep(records: list[QARecord], doc_of: Callable[[str], str | None], thresholds: list[float]) -> list[dict]:
+    """The refusal trade-off: for each `min_answerability`, the shares answered and refused and
+    the evidence and citation figures."""
+    out = []
+    for t in thresholds:
+        m = summarize_records(records, doc_of, t)
+        out.append(
+            {
+                "min_answerability": t,
+                **{
+                    k: m[k]
+                    for k in (
+                        "answered_when_doc_present",
+                        "refusal_rate_doc_excluded",
+                        "evidence_recall",
+                        "citation_precision",
+                        "answer_recall",
+                    )
+                },
+            }
+        )
+    return out
+

@@ -282,6 +282,6 @@ def open_eval_kb(
     embedder: Embedder | None = None,
 ) -> KnowledgeBase:
     """Open (creating if needed) the evaluation knowledge base of a BEIR folder, for writing."""
-    embedder = embedder or load_embedder(settings.embed_model, threads=settings.threads)
+    embedder = embedder or load_embedder(settings.embed_model, threads=settings.threads, backend=settings.embed_backend)
     folder = folder or cache_folder(data.folder, settings, embedder, cache_root)
     return KnowledgeBase(settings.with_overrides(home=folder), embedder=embedder, write=True)

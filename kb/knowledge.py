@@ -15,7 +15,7 @@ from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
 from kb.errors import KBDamaged, KBLocked, KBNotFound, ManifestMismatch
 from kb.store import Store
-from kb.vectors import VectorIndex
+from kb.vectors import IndexPolicy, VectorIndex
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -56,7 +56,9 @@ class KnowledgeBase:
     def __init__(self, settings: Settings, *, embedder: Embedder | None = None, write: bool = False) -> None:
         self.settings = settings
         self.folder = settings.home
-        self.embedder = embedder or load_embedder(settings.embed_model, threads=settings.threads)
+        self.embedder = embedder or load_embedder(
+            settings.embed_model, threads=settings.threads, backend=settings.embed_backend
+        )
         self.write = write
         self._lock: IO[str] | None = None
         self._vectors: VectorIndex | None = None
@@ -105,7 +107,9 @@ class KnowledgeBase:
     def vectors(self) -> VectorIndex:
         """The FAISS index, loaded (or rebuilt from SQLite) on first use."""
         if self._vectors is None:
-            self._vectors, rebuilt = VectorIndex.load_or_rebuild(self.folder, self.store, self.manifest.dim)
+            self._vectors, rebuilt = VectorIndex.load_or_rebuild(
+                self.folder, self.store, self.manifest.dim, IndexPolicy.from_settings(self.settings)
+            )
             if rebuilt and self.write:
                 self._vectors.save(self.folder, self.store.generation())
         return self._vectors
@@ -117,7 +121,8 @@ class KnowledgeBase:
             if self._vectors.size != self.store.counts()["chunks"]:
                 # Interrupted between a store commit and the matching FAISS update (Ctrl-C, an
                 # error): never stamp a cache that lags the store as current; rebuild it instead.
-                self._vectors = VectorIndex.rebuild(self.store, self.manifest.dim)
+                policy = IndexPolicy.from_settings(self.settings)
+                self._vectors = VectorIndex.rebuild(self.store, self.manifest.dim, policy)
             self._vectors.save(self.folder, generation)
 
     def close(self) -> None:

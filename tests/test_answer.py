@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from kb.answer import Answerer, build_messages, pack_evidence, verify_answer
+from kb.answer import (
+    Answerer,
+    Candidate,
+    build_messages,
+    format_source,
+    pack_evidence,
+    rank_sentences,
+    supporting_sentences,
+    verify_answer,
+)
 from kb.guard import PLACEHOLDER, injection_spans
 from kb.indexer import ingest
 from kb.knowledge import KnowledgeBase
-from kb.retrieval import Retriever
+from kb.retrieval import Hit, Retriever
+from kb.store import ChunkRow
+from kb.verify import Span
 from tests.fakes import ScriptedLLM
 
 LEAVE = "Annual leave. Full-time employees receive 28 days of paid annual leave per year. Unused days expire on 31 March."
@@ -94,6 +105,30 @@ def test_evidence_packing_respects_context(kb):
     assert pack_evidence("q " * 5, hits, tiny, max_answer_tokens=200) == []
 
 
+def test_evidence_budget_limits_passages_but_keeps_the_first(kb):
+    hits = Retriever(kb).search("annual leave travel office", k=3)
+    llm = ScriptedLLM([], n_ctx=4096)
+    costs = [llm.count_tokens(format_source(n, h)) + 2 for n, h in enumerate(hits, start=1)]
+    assert len(pack_evidence("q", hits, llm, 100)) == 3
+    one = pack_evidence("q", hits, llm, 100, evidence_tokens=min(costs) // 2)
+    assert one == hits[:1]  # above the budget, but an answer needs at least one passage
+    two = pack_evidence("q", hits, llm, 100, evidence_tokens=costs[0] + costs[1])
+    assert len(two) == 2
+
+
+def test_model_sees_the_passage_of_the_best_sentence_first(kb):
+    answerer, llm = _answerer(kb, ["I don't know."], top_k=3)
+    hits = answerer.retriever.search("annual leave travel office", 3)
+    ranked = rank_sentences("q", hits, answerer.retriever.embed_queries)
+    last = max(ranked, key=lambda c: c.n)  # a sentence from the lowest-ranked passage...
+    assert last.n == 3
+    reordered = [last] + [c for c in ranked if c is not last]  # ...ranked best
+    answerer._generative("q", hits, reordered, {}, None)
+    prompt = llm.prompts[0][-1]["content"]
+    first = prompt.split("[1]", 1)[1].split("[2]", 1)[0]
+    assert hits[2].chunk.text.split()[0] in first and hits[0].chunk.text not in first
+
+
 def test_planted_instruction_never_reaches_the_model_or_the_answer(kb):
     assert injection_spans(INJECT)
     answerer, llm = _answerer(kb, ["BANANA REPUBLIC [1]."])
@@ -108,3 +143,33 @@ def test_verify_answer_flags_unsupported_sentences(kb):
     hits = Retriever(kb).search("annual leave", k=2)
     sentences = verify_answer("Employees receive 28 days of paid annual leave [1]. The moon is cheese [1].", hits)
     assert [s.supported for s in sentences] == [True, False]
+
+
+def _hit(cid: int, doc: int, text: str) -> Hit:
+    row = ChunkRow(cid, doc, f"/d/{doc}.txt", "", 0, text, 0, len(text), None, None, ())
+    return Hit(row, 1.0, cid)
+
+
+def _cand(n: int, sim: float, text: str = "A sentence of some words.") -> Candidate:
+    return Candidate(n, Span(text, 0, len(text)), sim, sim)
+
+
+def test_supporting_sentences_come_from_other_passages_of_the_best_document():
+    hits = [_hit(1, 10, "a"), _hit(2, 20, "b"), _hit(3, 10, "c"), _hit(4, 10, "d"), _hit(5, 10, "e")]
+    ranked = [_cand(1, 0.80), _cand(1, 0.79), _cand(2, 0.78), _cand(3, 0.70), _cand(4, 0.50), _cand(5, 0.75)]
+    chosen = supporting_sentences(ranked, hits, most=3)
+    # Same passage again (n=1) and another document (n=2) are skipped; n=4 is too far below the
+    # best; n=5 ranks below the depth of 5.
+    assert [c.n for c in chosen] == [1, 3]
+    assert [c.n for c in supporting_sentences(ranked, hits, most=1)] == [1]
+    assert supporting_sentences([], hits, most=3) == []
+
+
+def test_extractive_answer_quotes_each_sentence_with_its_own_citation(kb):
+    answerer = Answerer(Retriever(kb), None, top_k=3, min_relevance=0.05, min_answerability=0.2)
+    ans = answerer.ask("How many days of paid annual leave do full-time employees receive?", extractive=True)
+    assert ans.mode == "extractive" and ans.sentences
+    for s in ans.sentences:
+        assert len(s.citations) == 1
+        src = ans.sources[s.citations[0] - 1]
+        assert " ".join(s.text.split()) in " ".join(src.hit.chunk.text.split())

@@ -209,7 +209,7 @@ def test_unknown_mode_is_refused(beir_dir, eval_settings, tmp_path):
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    monkeypatch.setattr("kb.evaluation.load_embedder", lambda name, threads=None: FakeEmbedder())
+    monkeypatch.setattr("kb.evaluation.load_embedder", lambda name, **kw: FakeEmbedder())
 
 
 def _settings_env(monkeypatch, tmp_path):

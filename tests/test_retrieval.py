@@ -222,7 +222,7 @@ def test_rank_many_matches_search(built, fake_embedder):
 
 @pytest.fixture
 def cli_env(built, monkeypatch):
-    monkeypatch.setattr("kb.knowledge.load_embedder", lambda name, threads=None: FakeEmbedder())
+    monkeypatch.setattr("kb.knowledge.load_embedder", lambda name, **kw: FakeEmbedder())
     monkeypatch.setenv("KB_HOME", str(built.home))
     monkeypatch.setenv("KB_CHUNK_TOKENS", str(built.chunk_tokens))
     monkeypatch.setenv("KB_CHUNK_OVERLAP", str(built.chunk_overlap))

@@ -1,0 +1,58 @@
+"""The packaged LLM is converted once to F16 (same weights, faster kernels) and cached."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from kb.llm import LlamaCppLLM, conversion_for, converted_gguf, default_gguf_path
+
+
+def test_auto_converts_only_the_packaged_model():
+    assert conversion_for("default", "auto") == "f16"
+    assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "auto") == "off"
+    assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "q8_0") == "q8_0"
+    assert conversion_for("default", "off") == "off"
+    with pytest.raises(ValueError):
+        conversion_for("default", "q2")
+
+
+def test_off_returns_the_file_untouched(tmp_path):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    assert converted_gguf(model, "off", tmp_path / "cache") == model
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_file_llama_cpp_cannot_convert_falls_back_with_one_line(tmp_path, capfd):
+    model = tmp_path / "broken.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 64)
+    assert converted_gguf(model, "f16", tmp_path / "cache") == model
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err and str(model) in err[-1] and "not converted" in err[-1]
+    assert not any(p.name.endswith(".gguf") for p in (tmp_path / "cache").iterdir())  # no half-written model
+
+
+@pytest.mark.models
+def test_f16_conversion_is_cached_and_keeps_the_model(tmp_path):
+    src = default_gguf_path()
+    out = converted_gguf(src, "f16", tmp_path)
+    assert out != src and out.parent == tmp_path and out.read_bytes()[:4] == b"GGUF"
+    mtime = os.stat(out).st_mtime_ns
+    assert converted_gguf(src, "f16", tmp_path) == out and os.stat(out).st_mtime_ns == mtime  # made once
+    # Same weights: the next-token choice agrees almost everywhere with the Q4_1 original.
+    text = "The employee handbook says that full-time employees receive twenty-eight days of paid annual leave. " * 4
+    choices = []
+    for path in (src, out):
+        llm = LlamaCppLLM(path, n_ctx=512, threads=2)
+        raw = llm._llm
+        toks = raw.tokenize(text.encode())
+        picks = []
+        raw.reset()
+        for t in toks[:60]:
+            raw.eval([t])
+            picks.append(int(np.argmax(raw.scores[raw.n_tokens - 1])))
+        choices.append(np.array(picks))
+    assert (choices[0] == choices[1]).mean() >= 0.9
