@@ -223,7 +223,7 @@ def w_warm(a: dict[str, Any]) -> dict[str, Any]:
 
 def w_llm(a: dict[str, Any]) -> dict[str, Any]:
     """Load time, time to first token and generation rate of the LLM for one set of settings."""
-    from kb.llm import _quiet_stderr, resolve_gguf
+    from kb.llm import _quiet_stderr, converted_gguf, resolve_gguf
 
     if a["omp_passive"]:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # what kb.llm sets
@@ -234,7 +234,7 @@ def w_llm(a: dict[str, Any]) -> dict[str, Any]:
 
     with _quiet_stderr():
         llm = Llama(
-            model_path=str(resolve_gguf("default")),
+            model_path=str(converted_gguf(resolve_gguf("default"), a.get("weights", "off"))),
             n_ctx=a["n_ctx"],
             n_threads=a["threads"],
             n_threads_batch=a["threads"],
@@ -554,10 +554,13 @@ def sec_cold(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     out["help"] = summary(helps)
     searches = [kb(["search", SEARCH, "--kb", str(home)]) for _ in range(o.repeat)]
     out["search"] = summary([r["wall"] for r in searches]) | {"peak_rss_mb": max(r["rss_mb"] for r in searches)}
-    for label, extra in (("ask", []), ("ask_k3", ["-k", "3"])):
+    # "ask" is the default; "ask_before" is the configuration before the F16 conversion and the
+    # evidence budget (Q4_1 weights, every retrieved passage in the prompt), side by side.
+    before = {"KB_LLM_CONVERT": "off", "KB_EVIDENCE_TOKENS": "100000"}
+    for label, extra, env in (("ask", [], {}), ("ask_before", [], before), ("ask_k3", ["-k", "3"], {})):
         asks = []
         for _ in range(o.repeat):
-            r = kb(["ask", QUESTION, "--kb", str(home), "--json", *extra])
+            r = kb(["ask", QUESTION, "--kb", str(home), "--json", *extra], env)
             t = json.loads(r["stdout"])["timings"]
             gen, first = t.get("generate", 0.0), t.get("first_token", t.get("generate", 0.0))
             asks.append(
@@ -595,6 +598,11 @@ def sec_llm(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
                 "label": "new default",
             }
         )
+    for c in list(configs):
+        if c["label"] == "new default":
+            c["weights"] = "off"
+            for weights in ("f16", "q8_0"):
+                configs.append({**c, "weights": weights, "label": f"new default, {weights} weights"})
     out = []
     for c in configs:
         r = worker("llm", {**c, "n_ctx": 4096, "prompt_tokens": o.prompt_tokens, "gen_tokens": 48})
@@ -707,7 +715,13 @@ def report(res: dict[str, Any]) -> str:
             f"  kb search   {c['search']['median_s']:.2f} / {c['search']['min_s']:.2f} s "
             f"(peak RSS {c['search']['peak_rss_mb']:.0f} MB)"
         )
-        for label, name in (("ask", "kb ask     "), ("ask_k3", "kb ask -k 3")):
+        for label, name in (
+            ("ask", "kb ask     "),
+            ("ask_before", "kb ask (Q4_1, all passages, as before)"),
+            ("ask_k3", "kb ask -k 3"),
+        ):
+            if label not in c:
+                continue
             a = c[label]
             lines.append(
                 f"  {name} {a['median_s']:.2f} / {a['min_s']:.2f} s, first token at "
@@ -715,7 +729,10 @@ def report(res: dict[str, Any]) -> str:
                 f"(peak RSS {a['peak_rss_mb']:.0f} MB); fastest run's timings {a['timings_of_fastest']}"
             )
     if "llm" in res:
-        lines.append("\nLLM (SmolLM2-135M Q4_1, llama.cpp, n_ctx 4096, one prompt of samples text):")
+        lines.append(
+            "\nLLM (SmolLM2-135M, the packaged Q4_1 file or its conversion, llama.cpp, n_ctx 4096, "
+            "one prompt of samples text):"
+        )
         for v in res["llm"]:
             lines.append(
                 f"  threads {v['threads']} n_batch {v['n_batch']:>4} n_ubatch {v['n_ubatch']:>4} flash_attn "

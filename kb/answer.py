@@ -20,7 +20,7 @@ from kb.knowledge import KnowledgeBase
 from kb.llm import LLM, Message
 from kb.retrieval import STOPWORDS, Hit, Retriever
 from kb.store import Store
-from kb.verify import Span, best_quote, content_terms, parse_citations, split_sentences, support
+from kb.verify import Span, best_quote, content_terms, local_support, parse_citations, split_sentences
 
 PROMPT_VERSION = 1
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -31,6 +31,8 @@ SENTENCE_WEIGHT, COVERAGE_WEIGHT, MARGIN_WEIGHT = 0.6, 0.2, 0.1
 MARGIN_POOL = 10  # passages retrieved to judge the document margin (answers use the top_k best)
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words its cited passage must contain
 REFUSAL = "The documents do not answer this question."
+# Lead-ins small models put before the answer proper ("The answer is: 14 characters.").
+_FILLER = re.compile(r"^(?:the answer is|answer|the source number is|according to (?:the )?source \d*)\s*:?\s*", re.I)
 
 SYSTEM_PROMPT = (
     "You answer questions about company documents using ONLY the numbered sources given. "
@@ -181,9 +183,10 @@ def verify_answer(raw: str, hits: list[Hit]) -> list[Sentence]:
     out = []
     for span in split_sentences(raw):
         text, cites = parse_citations(span.text, valid)
+        text = _FILLER.sub("", text).strip()
         if not text or not content_terms(text):
             continue
-        scores = {n: support(text, sanitize(hits[n - 1].chunk.text)) for n in (cites or valid)}
+        scores = {n: local_support(text, sanitize(hits[n - 1].chunk.text)) for n in (cites or valid)}
         if not cites:
             best = max(scores, key=lambda n: scores[n])
             cites = [best] if scores[best] >= SUPPORT_THRESHOLD else []
@@ -240,6 +243,17 @@ def rank_sentences(question: str, hits: list[Hit], embed: Callable[[list[str]], 
         # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
         out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim)))
     return sorted(out, key=lambda c: -c.score)
+
+
+def _rests_on_top_sentence(sentence: Sentence, packed: list[Hit], hits: list[Hit], top: list[Candidate]) -> bool:
+    """Whether the quote that backs `sentence` in a passage it cites overlaps one of `top`."""
+    for n in sentence.citations:
+        hit = packed[n - 1]
+        quote = best_quote(sentence.text, hit.chunk.text)
+        for c in top:
+            if hits[c.n - 1] is hit and c.span.start < quote.end and quote.start < c.span.end:
+                return True
+    return False
 
 
 def supporting_sentences(
@@ -467,10 +481,10 @@ class Answerer:
         kept = [s for s in sentences if s.supported]
         # Lexical support alone lets a fluent answer built from an off-question passage through
         # (samples: "Which city stores customer data?" answered from the security policy). The
-        # model's answer must also draw on a passage that holds one of the sentences ranked
-        # best for the question, judged independently of the model.
-        answer_bearing = {packed.index(hits[c.n - 1]) + 1 for c in ranked[:3] if hits[c.n - 1] in packed}
-        if kept and any(n in answer_bearing for s in kept for n in s.citations):
+        # model's answer must also rest on one of the sentences ranked best for the question,
+        # judged independently of the model: the quote backing one of its sentences must overlap
+        # one of the three best-ranked sentences.
+        if kept and any(_rests_on_top_sentence(s, packed, hits, ranked[:3]) for s in kept):
             return self._compose(question, kept, sentences, packed, "generative")
         fallback = self._extractive(question, hits, ranked)
         fallback.note = (

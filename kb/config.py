@@ -66,7 +66,7 @@ class Settings:
         "Weight format the LLM runs in: auto (the packaged Q4_1 model is converted once, locally, to "
         "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU; other "
         "models are used as they are), off, f16 or q8_0. Converted files are cached in "
-        "~/.cache/kb/models ($KB_MODEL_CACHE). Env KB_LLM_CONVERT.",
+        "~/.cache/kb/models ($KB_MODEL_CACHE).",
         default="auto",
     )
     chunk_tokens: int = _doc("Chunk size in embedding-model tokens (the default model reads at most 256).", default=200)

@@ -116,6 +116,24 @@ def support(claim: str, passage: str) -> float:
     return len(terms & content_terms(passage)) / len(terms)
 
 
+def local_support(claim: str, passage: str, window: int = 2) -> float:
+    """Like `support`, but the claim must be backed by at most `window` consecutive sentences.
+
+    A claim stitched from words scattered over a passage (a figure from one sentence, the
+    subject from another) is what a small model produces when it fails; a real answer is
+    stated in one place. A claim phrased as a question backs nothing.
+    """
+    stripped = claim.strip()
+    if stripped.endswith("?") or stripped[:2].upper() == "Q:":
+        return 0.0
+    sentences = split_sentences(passage) or [Span(passage, 0, len(passage))]
+    best = 0.0
+    for i in range(len(sentences)):
+        for j in range(i, min(i + window, len(sentences))):
+            best = max(best, support(claim, passage[sentences[i].start : sentences[j].end]))
+    return best
+
+
 def best_quote(claim: str, passage: str, max_sentences: int = 2) -> Span:
     """The passage sentence(s) that best support the claim, verbatim, with offsets in the passage."""
     sentences = split_sentences(passage) or [Span(passage, 0, len(passage))]

@@ -56,15 +56,27 @@ def _check(answer: dict, q: dict) -> str | None:
 
 
 # Every unanswerable question must be refused. Of the answerable ones, all but a few must cite
-# their expected file (and page): with all-MiniLM-L6-v2, q30 ("What time should I arrive on my
-# first day?") and q31 ("desk or office keys") lose to other passages in both modes, and with
-# SmolLM2 generating, q34 ("customer support hours") is answered from the handbook. The misses
-# are printed, so a regression or an improvement shows in the log.
-MAX_ANSWERABLE_MISSES = {"llm": 3, "extractive": 2}
+# their expected file (and page). With all-MiniLM-L6-v2 and the default min_answerability
+# (0.56, chosen with COVID-QA's held-out refusals in mind; the README, Answer quality), q30
+# ("What time should I arrive on my first day?") loses to an FAQ passage, and three paraphrased
+# questions score below the threshold and are refused: q02 ("vacation days left over", 0.48),
+# q13 ("gym membership", 0.49) and q31 ("desk or office keys", 0.38). At 0.47, the value the
+# README recommends for a small collection of unrelated documents, q02 and q13 are answered
+# and the unanswerable ones are still all refused. The misses are printed, so a regression or an
+# improvement shows in the log.
+MAX_ANSWERABLE_MISSES = {"llm": 4, "extractive": 4, "extractive-0.47": 2}
 
 
-@pytest.mark.parametrize("extra", [(), ("--extractive",)], ids=["llm", "extractive"])
-def test_sample_questions(sample_kb, extra):
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--extractive",), ("--extractive", "0.47")],
+    ids=["llm", "extractive", "extractive-0.47"],
+)
+def test_sample_questions(sample_kb, extra, monkeypatch):
+    kind = "-".join(e.lstrip("-") for e in extra) or "llm"
+    if extra[1:]:
+        monkeypatch.setenv("KB_MIN_ANSWERABILITY", extra[1])
+        extra = extra[:1]
     misses, wrongly_answered = [], []
     for q in QUESTIONS:
         answer = _ask(sample_kb, q["question"], *extra)
@@ -77,9 +89,9 @@ def test_sample_questions(sample_kb, extra):
                 quote = s["quote"]
                 assert s["text"][quote["start"] : quote["end"]] == quote["text"], "quotes are verbatim"
             assert all(s["chunk_id"] in answer["retrieved"] for s in answer["sources"])
-    print("\n".join(["misses:", *misses, "answered but should refuse:", *wrongly_answered]))
+    print("\n".join([f"{kind} misses:", *misses, "answered but should refuse:", *wrongly_answered]))
     assert not wrongly_answered, "\n".join(wrongly_answered)
-    assert len(misses) <= MAX_ANSWERABLE_MISSES["extractive" if extra else "llm"], "\n".join(misses)
+    assert len(misses) <= MAX_ANSWERABLE_MISSES[kind], "\n".join(misses)
 
 
 def test_answer_json_schema(sample_kb):

@@ -78,3 +78,27 @@ def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
     assert len(rows) == 5 and {r["id"] for r in rows} == set(DOCS)
     excluded = [r for r in rows if r["doc_excluded"]]
     assert len(excluded) == 1 and not excluded[0]["cites_gold_doc"]
+
+
+def test_thresholds_score_one_run_as_if_asked_at_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
+    monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
+    out = tmp_path / "rows.jsonl"
+    args = ["eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
+            "--kb", str(tmp_path / "kb"), "--json"]
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--thresholds", "0.0,0.3,2"])
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    scores = [json.loads(line)["answer"]["answerability"] for line in out.read_text().splitlines()]
+    low, mid, high = m["sweep"]
+    assert [r["min_answerability"] for r in m["sweep"]] == [0.0, 0.3, 2.0]
+    assert low["answered_when_doc_present"] >= mid["answered_when_doc_present"]
+    assert high["answered_when_doc_present"] == 0.0 and high["refusal_rate_doc_excluded"] == 1.0
+    assert high["evidence_recall"] == 0.0
+    # The headline is scored at the setting (0.3) and equals a run asked at 0.3.
+    plain = json.loads(CliRunner().invoke(app, args).stdout)
+    assert m["min_answerability"] == plain["min_answerability"] == 0.3
+    for key in ("answered_when_doc_present", "refusal_rate_doc_excluded", "evidence_recall", "citation_precision"):
+        assert m[key] == plain[key] == mid[key]
+    assert all(s is not None for s in scores)  # every non-refused answer carries its score
