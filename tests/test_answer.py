@@ -156,7 +156,11 @@ def _hit(cid: int, doc: int, text: str) -> Hit:
     return Hit(row, 1.0, cid)
 
 
-def _cand(n: int, sim: float, text: str = "A sentence of some words.") -> Candidate:
+NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
+
+
+def _cand(n: int, sim: float, text: str | None = None) -> Candidate:
+    text = text or f"The {NAMES[n - 1]} finding of passage {NAMES[n - 1]}."
     return Candidate(n, Span(text, 0, len(text)), sim, sim)
 
 
@@ -204,3 +208,10 @@ def test_document_margin_measures_how_far_the_best_document_stands_out():
     assert document_margin([]) == 0.0
     best = _cand(1, 0.7)
     assert answerability(best, 0.5, document_margin(clear)) > answerability(best, 0.5, document_margin(rival))
+
+
+def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
+    hits = [_hit(1, 10, "a"), _hit(2, 10, "b"), _hit(3, 10, "c")]
+    same = "The virus binds the receptor on the cell surface."
+    ranked = [_cand(1, 0.9, same), _cand(2, 0.89, same), _cand(3, 0.8, "Another finding about the receptor.")]
+    assert [c.n for c in supporting_sentences(ranked, hits, most=3)] == [1, 3]
