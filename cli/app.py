@@ -10,8 +10,7 @@ import sys
 
 import typer
 
-from cli import ask_cmd, eval_cmd, ingest_cmd, search_cmd, status_cmd, summarize_cmd
-from cli import eval_qa_cmd, maintenance_cmd
+from cli import ask_cmd, eval_cmd, eval_qa_cmd, ingest_cmd, maintenance_cmd, search_cmd, status_cmd, summarize_cmd
 
 app = typer.Typer(
     name="kb",

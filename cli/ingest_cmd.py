@@ -11,7 +11,14 @@ from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_
 from cli.progress import Bar
 
 EXIT_SOME_FAILED = 2
-_WOULD = {"added": "add", "updated": "update", "moved": "move", "removed": "remove", "skipped": "skip", "failed": "fail"}
+_WOULD = {
+    "added": "add",
+    "updated": "update",
+    "moved": "move",
+    "removed": "remove",
+    "skipped": "skip",
+    "failed": "fail",
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +31,10 @@ def ingest(
     kb: KbOpt = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
-    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 256).")] = None,
-    chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 32).")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 200).")] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 32).")
+    ] = None,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     threads: ThreadsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
@@ -50,10 +59,18 @@ def ingest(
     from kb.indexer import plan
     from kb.knowledge import KnowledgeBase, kb_exists
 
-    s = settings(config, home=kb, embed_model=embed_model, chunk_tokens=chunk_tokens,
-                 chunk_overlap=chunk_overlap, pdf_password=password, threads=threads)
+    s = settings(
+        config,
+        home=kb,
+        embed_model=embed_model,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        pdf_password=password,
+        threads=threads,
+    )
     with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
-        def progress(done: int, total: int, result) -> None:  # noqa: ANN001
+
+        def progress(done: int, total: int, result) -> None:
             if result is not None and result.status == "failed" and bar.enabled:
                 bar.log(f"{display_path(result.path)}: {result.reason}")
             bar.update(done, total, Path(result.path).name if result else "")
@@ -67,14 +84,25 @@ def ingest(
                 report = run_ingest(base, paths, progress=progress, dry_run=dry_run)
                 counts = base.store.counts()
     if json_out:
-        print_json({
-            "kb": str(s.home), "dry_run": dry_run, "seconds": round(report.seconds, 3), "summary": report.summary(),
-            "totals": counts,
-            "files": [
-                {"path": r.path, "status": r.status, "reason": r.reason, "chunks": r.chunks, "moved_from": r.moved_from}
-                for r in report.results
-            ],
-        })
+        print_json(
+            {
+                "kb": str(s.home),
+                "dry_run": dry_run,
+                "seconds": round(report.seconds, 3),
+                "summary": report.summary(),
+                "totals": counts,
+                "files": [
+                    {
+                        "path": r.path,
+                        "status": r.status,
+                        "reason": r.reason,
+                        "chunks": r.chunks,
+                        "moved_from": r.moved_from,
+                    }
+                    for r in report.results
+                ],
+            }
+        )
     else:
         if dry_run:
             for r in report.results:

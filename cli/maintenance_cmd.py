@@ -45,22 +45,30 @@ def remove(
         removed = run_remove(base, list(paths), dry_run=dry_run)
         counts = base.store.counts()
     if json_out:
-        print_json({"kb": str(s.home), "dry_run": dry_run, "removed": [{"path": r.path, "chunks": r.chunks}
-                    for r in removed], "totals": counts})
+        print_json(
+            {
+                "kb": str(s.home),
+                "dry_run": dry_run,
+                "removed": [{"path": r.path, "chunks": r.chunks} for r in removed],
+                "totals": counts,
+            }
+        )
         return
     verb = "would remove" if dry_run else "removed"
     for r in removed:
         typer.echo(f"{verb}: {display_path(r.path)} ({r.chunks} chunks)")
-    typer.echo(f"{'Dry run: ' if dry_run else ''}{verb} {len(removed)} documents ({sum(r.chunks for r in removed)} "
-               f"chunks). Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
-               err=True)
+    typer.echo(
+        f"{'Dry run: ' if dry_run else ''}{verb} {len(removed)} documents ({sum(r.chunks for r in removed)} "
+        f"chunks). Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
+        err=True,
+    )
 
 
 def rebuild(
     kb: KbOpt = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
-    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 256).")] = None,
+    chunk_tokens: Annotated[int | None, typer.Option(help="Chunk size in embedding tokens (default 200).")] = None,
     chunk_overlap: Annotated[int | None, typer.Option(help="Tokens shared by adjacent chunks (default 32).")] = None,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     threads: ThreadsOpt = None,
@@ -82,9 +90,17 @@ def rebuild(
     """
     from kb.rebuild import rebuild as run_rebuild
 
-    s = settings(config, home=kb, embed_model=embed_model, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap,
-                 pdf_password=password, threads=threads)
+    s = settings(
+        config,
+        home=kb,
+        embed_model=embed_model,
+        chunk_tokens=chunk_tokens,
+        chunk_overlap=chunk_overlap,
+        pdf_password=password,
+        threads=threads,
+    )
     with Bar("rebuilding", enabled=not quiet and not json_out) as bar:
+
         def progress(done: int, total: int, result) -> None:
             if result is not None and result.status == "failed" and bar.enabled:
                 bar.log(f"{display_path(result.path)}: {result.reason}")
@@ -93,24 +109,36 @@ def rebuild(
         report = run_rebuild(s, progress=progress, allow_losses=allow_losses)
     failed = [{"path": r.path, "reason": r.reason} for r in report.ingest.failed]
     if json_out:
-        print_json({
-            "kb": str(s.home), "swapped": report.swapped, "seconds": round(report.seconds, 3),
-            "summary": report.ingest.summary(), "before": report.before,
-            "after": report.after if report.swapped else None,
-            "missing": report.missing, "failed": failed,
-        })
+        print_json(
+            {
+                "kb": str(s.home),
+                "swapped": report.swapped,
+                "seconds": round(report.seconds, 3),
+                "summary": report.ingest.summary(),
+                "before": report.before,
+                "after": report.after if report.swapped else None,
+                "missing": report.missing,
+                "failed": failed,
+            }
+        )
     else:
         for path in report.missing:
             typer.echo(f"missing: {display_path(path)}: file no longer exists", err=True)
         for f in failed:
             typer.echo(f"failed: {display_path(f['path'])}: {f['reason']}", err=True)
         if report.swapped:
-            typer.echo(f"Rebuilt {s.home} in {report.seconds:.1f} s: {report.after['documents']} documents, "
-                       f"{report.after['chunks']} chunks (before: {report.before['documents']} documents, "
-                       f"{report.before['chunks']} chunks).", err=True)
+            typer.echo(
+                f"Rebuilt {s.home} in {report.seconds:.1f} s: {report.after['documents']} documents, "
+                f"{report.after['chunks']} chunks (before: {report.before['documents']} documents, "
+                f"{report.before['chunks']} chunks).",
+                err=True,
+            )
         else:
-            typer.echo(f"Not rebuilt: {len(report.lost)} documents would be lost (listed above); the knowledge base "
-                       "is unchanged. Fix or `kb remove` them, or rerun with --allow-losses.", err=True)
+            typer.echo(
+                f"Not rebuilt: {len(report.lost)} documents would be lost (listed above); the knowledge base "
+                "is unchanged. Fix or `kb remove` them, or rerun with --allow-losses.",
+                err=True,
+            )
     if report.lost:
         raise typer.Exit(EXIT_PROBLEMS)
 
@@ -138,21 +166,31 @@ def check(
     s = settings(config, home=kb, embed_model=embed_model)
     report = run_check(s)
     if json_out:
-        print_json({"kb": str(s.home), "ok": report.ok, "problems": _problems_json(report.problems),
-                    "notes": report.notes, "counts": report.counts})
+        print_json(
+            {
+                "kb": str(s.home),
+                "ok": report.ok,
+                "problems": _problems_json(report.problems),
+                "notes": report.notes,
+                "counts": report.counts,
+            }
+        )
     else:
         for p in report.problems:
             typer.echo(f"problem: {p.code}: {p.message}" + ("" if p.fixable else " [not fixable by kb repair]"))
         for note in report.notes:
             typer.echo(f"note: {note}")
         c = report.counts
-        summary = (f"{c.get('documents', 0)} documents, {c.get('chunks', 0)} chunks, "
-                   f"{c.get('keyword_entries', 0)} keyword entries, {c.get('vectors') or 0} FAISS vectors")
+        summary = (
+            f"{c.get('documents', 0)} documents, {c.get('chunks', 0)} chunks, "
+            f"{c.get('keyword_entries', 0)} keyword entries, {c.get('vectors') or 0} FAISS vectors"
+        )
         if report.ok:
             typer.echo(f"OK: {s.home}: {summary}.")
         else:
-            typer.echo(f"{len(report.problems)} problem(s) in {s.home} ({summary}); `kb repair` fixes what it can.",
-                       err=True)
+            typer.echo(
+                f"{len(report.problems)} problem(s) in {s.home} ({summary}); `kb repair` fixes what it can.", err=True
+            )
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEMS)
 
@@ -175,9 +213,16 @@ def repair(
     report = run_repair(s)
     after = report.after
     if json_out:
-        print_json({"kb": str(s.home), "ok": after.ok, "actions": report.actions,
-                    "problems_before": _problems_json(report.before.problems),
-                    "problems_after": _problems_json(after.problems), "counts": after.counts})
+        print_json(
+            {
+                "kb": str(s.home),
+                "ok": after.ok,
+                "actions": report.actions,
+                "problems_before": _problems_json(report.before.problems),
+                "problems_after": _problems_json(after.problems),
+                "counts": after.counts,
+            }
+        )
     else:
         for action in report.actions:
             typer.echo(f"fixed: {action}")

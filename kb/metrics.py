@@ -94,9 +94,7 @@ _FUNCTIONS = {
 }
 
 
-def query_metrics(
-    ranked: Sequence[str], qrels: Mapping[str, int], ks: Sequence[int] = DEFAULT_KS
-) -> dict[str, float]:
+def query_metrics(ranked: Sequence[str], qrels: Mapping[str, int], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
     """Every metric at every cutoff for one ranked query, keyed like "ndcg@10"."""
     return {f"{m}@{k}": _FUNCTIONS[m](ranked, qrels, k) for m in METRICS for k in ks}
 

@@ -59,7 +59,9 @@ def rrf(rankings: list[list[int]], weights: list[float], k: int = RRF_K) -> list
 
 
 def score_fusion(
-    dense: list[tuple[int, float]], keyword: list[tuple[int, float]], depth: int,
+    dense: list[tuple[int, float]],
+    keyword: list[tuple[int, float]],
+    depth: int,
     dense_weight: float = DENSE_WEIGHT,
 ) -> list[tuple[int, float]]:
     """Weighted sum of max-normalised scores of two lists cut at `depth`; (id, fused score) best first.
@@ -176,8 +178,12 @@ class Retriever:
         return out
 
     def _hits(
-        self, ranked: list[tuple[int, float]], dense: dict[int, float], kw: dict[int, float],
-        qvec: np.ndarray | None, k: int,
+        self,
+        ranked: list[tuple[int, float]],
+        dense: dict[int, float],
+        kw: dict[int, float],
+        qvec: np.ndarray | None,
+        k: int,
     ) -> list[Hit]:
         # Fetch a few extra so that dropping duplicates still leaves k.
         head = ranked[: k + 10]

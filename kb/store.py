@@ -218,8 +218,18 @@ class Store:
                 cur = self.db.execute(
                     "INSERT INTO chunks(doc_id, ordinal, text, char_start, char_end, page_start, page_end,"
                     " heading, n_tokens, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (doc_id, chunk.ordinal, chunk.text, chunk.start, chunk.end, chunk.page_start,
-                     chunk.page_end, heading, chunk.n_tokens, vec.tobytes()),
+                    (
+                        doc_id,
+                        chunk.ordinal,
+                        chunk.text,
+                        chunk.start,
+                        chunk.end,
+                        chunk.page_start,
+                        chunk.page_end,
+                        heading,
+                        chunk.n_tokens,
+                        vec.tobytes(),
+                    ),
                 )
                 cid = int(cur.lastrowid or 0)
                 added.append(cid)
@@ -306,7 +316,7 @@ class Store:
         def __enter__(self) -> None:
             self.db.execute("BEGIN IMMEDIATE")
 
-        def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        def __exit__(self, exc_type, exc, tb) -> None:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _transaction(self) -> Store._Tx:
@@ -377,13 +387,12 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Numbers of documents, chunks and keyword entries."""
-        one = lambda q: int(self.db.execute(q).fetchone()[0])  # noqa: E731
+        one = lambda q: int(self.db.execute(q).fetchone()[0])
         return {
             "documents": one("SELECT count(*) FROM documents"),
             "chunks": one("SELECT count(*) FROM chunks"),
             "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
         }
-
 
     def term_matches(self, term: str, ids: Sequence[int]) -> tuple[int, set[int]]:
         """For one word: how many chunks contain it (FTS5 stemming), and which of `ids` do."""

@@ -92,7 +92,8 @@ _LEAD_MARK = re.compile(r"^(?:[-*•·]\s*|\(?\d{1,2}[.)]\s+)?(?:\[[ xX]?\]\s*)?
 # Small models describe the source instead of saying what it says; such lines share its words.
 _META = re.compile(
     r"^(?:the|this) (?:document|text|passage|source|excerpt|author|(?:first|second|third|last|next) "
-    r"(?:sentence|paragraph|source|passage))\b", re.IGNORECASE,
+    r"(?:sentence|paragraph|source|passage))\b",
+    re.IGNORECASE,
 )
 _CLAUSE = re.compile(
     r",\s+(?=(?:which|and|but|so|because|while|whereas|meaning|including|although)\b)|;\s+|\s+[-–—]\s+"
@@ -122,8 +123,10 @@ class Cite:
             return tuple(dict.fromkeys(x for c in cites for x in items(c)))
 
         return Cite(
-            tuple(sorted(union(lambda c: c.pages))), union(lambda c: c.sections),
-            tuple(sorted(union(lambda c: c.spans))), union(lambda c: c.files),
+            tuple(sorted(union(lambda c: c.pages))),
+            union(lambda c: c.sections),
+            tuple(sorted(union(lambda c: c.spans))),
+            union(lambda c: c.files),
         )
 
 
@@ -141,10 +144,16 @@ class Point:
     def to_json(self) -> dict:
         """The documented JSON form."""
         return {
-            "text": self.text, "pages": list(self.cite.pages), "sections": list(self.cite.sections),
-            "spans": [list(s) for s in self.cite.spans], "files": list(self.cite.files),
-            "quotes": list(self.quotes), "support": round(self.support, 3), "supported": True,
-            "mode": self.mode, "order": self.order,
+            "text": self.text,
+            "pages": list(self.cite.pages),
+            "sections": list(self.cite.sections),
+            "spans": [list(s) for s in self.cite.spans],
+            "files": list(self.cite.files),
+            "quotes": list(self.quotes),
+            "support": round(self.support, 3),
+            "supported": True,
+            "mode": self.mode,
+            "order": self.order,
         }
 
     @classmethod
@@ -200,8 +209,14 @@ class Summary:
     def to_json(self, style: str = "bullets") -> dict:
         """The documented JSON form (unsupported model lines are listed, flagged, never shown)."""
         return {
-            "kind": self.kind, "path": self.path, "title": self.title, "format": self.format,
-            "pages": self.n_pages, "chunks": self.n_chunks, "cached": self.cached, "text": self.text(style),
+            "kind": self.kind,
+            "path": self.path,
+            "title": self.title,
+            "format": self.format,
+            "pages": self.n_pages,
+            "chunks": self.n_chunks,
+            "cached": self.cached,
+            "text": self.text(style),
             "points": [p.to_json() for p in self.points],
             "unsupported": [{"text": t, "support": round(s, 3), "supported": False} for t, s in self.unsupported],
             "stats": self.stats.to_json(),
@@ -211,8 +226,14 @@ class Summary:
     def from_json(cls, d: dict) -> Summary:
         """Inverse of to_json (the cache format)."""
         return cls(
-            d["kind"], d["path"], d["title"], d["format"], d["pages"], d["chunks"],
-            [Point.from_json(p) for p in d["points"]], [(u["text"], u["support"]) for u in d["unsupported"]],
+            d["kind"],
+            d["path"],
+            d["title"],
+            d["format"],
+            d["pages"],
+            d["chunks"],
+            [Point.from_json(p) for p in d["points"]],
+            [(u["text"], u["support"]) for u in d["unsupported"]],
             Stats(**d["stats"]),
         )
 
@@ -295,6 +316,7 @@ def cite_label(cite: Cite) -> str:
 
 def compose(points: list[Point], style: str) -> str:
     """Points as a bulleted list or a paragraph, each followed by its citation."""
+
     def one(p: Point) -> str:
         label = cite_label(p.cite)
         body = p.text.rstrip()
@@ -403,8 +425,16 @@ def split_to_fit(p: Passage, budget: int, count: Callable[[str], int]) -> list[P
                 pieces.append((a, b))
     base = p.offset
     return [
-        Passage(p.evidence[a:b], p.evidence[a:b], p.label, p.cite, p.order, None if base is None else base + a,
-                p.clean_start or a > 0, p.clean_end or b < len(p.evidence.rstrip()))
+        Passage(
+            p.evidence[a:b],
+            p.evidence[a:b],
+            p.label,
+            p.cite,
+            p.order,
+            None if base is None else base + a,
+            p.clean_start or a > 0,
+            p.clean_end or b < len(p.evidence.rstrip()),
+        )
         for a, b in pieces
     ]
 
@@ -479,8 +509,12 @@ def drop_heading_lines(span: Span) -> Span:
 def quotable_sentences(window: list[Passage]) -> list[tuple[Passage, Span]]:
     """Sentences fit to stand alone as a point; running headers and footers (repeated lines) left out."""
     found = [
-        (p, s) for p in window for i, s, n in _numbered_sentences(p)
-        if usable(s.text) and len(content_terms(s.text)) >= MIN_CENTRAL_TERMS and not p.is_fragment(i, n)
+        (p, s)
+        for p in window
+        for i, s, n in _numbered_sentences(p)
+        if usable(s.text)
+        and len(content_terms(s.text)) >= MIN_CENTRAL_TERMS
+        and not p.is_fragment(i, n)
         and not injection_spans(s.text)
     ]
     shape = [_line_shape(s.text) for _, s in found]
@@ -496,9 +530,13 @@ def quotable_sentences(window: list[Passage]) -> list[tuple[Passage, Span]]:
         return whole or found
     # A page of headings, lists or tables: its most telling line beats saying nothing.
     return [
-        (p, s) for p in window for i, s, n in _numbered_sentences(p)
-        if len(content_terms(s.text)) >= MIN_TERMS and len(s.text.split()) <= MAX_POINT_WORDS
-        and not p.is_fragment(i, n) and not injection_spans(s.text)
+        (p, s)
+        for p in window
+        for i, s, n in _numbered_sentences(p)
+        if len(content_terms(s.text)) >= MIN_TERMS
+        and len(s.text.split()) <= MAX_POINT_WORDS
+        and not p.is_fragment(i, n)
+        and not injection_spans(s.text)
     ]
 
 
@@ -514,9 +552,7 @@ def _numbered_sentences(p: Passage) -> Iterator[tuple[int, Span, int]]:
 
 def _as_hits(texts: list[str]) -> list[Hit]:
     # verify_answer reads only hit.chunk.text; wrap passages so answers and summaries share one check.
-    return [
-        Hit(ChunkRow(i, 0, "", "", i, t, 0, len(t), None, None, ()), 0.0, i + 1) for i, t in enumerate(texts)
-    ]
+    return [Hit(ChunkRow(i, 0, "", "", i, t, 0, len(t), None, None, ()), 0.0, i + 1) for i, t in enumerate(texts)]
 
 
 def verify_points(raw: str, window: list[Passage]) -> tuple[list[tuple[Point, list[int]]], list[tuple[str, float]]]:
@@ -538,8 +574,14 @@ def verify_points(raw: str, window: list[Passage]) -> tuple[list[tuple[Point, li
             # say the opposite of the whole, so the point becomes the whole sentence, quoted.
             i, span = whole
             if usable(span.text):
-                point = Point(display_text(span.text), _narrow(window[i], span.start, span.end), (span.text,), 1.0,
-                              "extractive", window[i].order)
+                point = Point(
+                    display_text(span.text),
+                    _narrow(window[i], span.start, span.end),
+                    (span.text,),
+                    1.0,
+                    "extractive",
+                    window[i].order,
+                )
                 kept.append((point, [i]))
         elif s.supported and clauses_backed(s.text, sanitize("\n".join(window[i].evidence for i in cited))):
             kept.append((_generative_point(s, window, cited), cited))
@@ -560,8 +602,14 @@ def _echo(text: str, window: list[Passage], cited: list[int]) -> bool:
 def _generative_point(s: Sentence, window: list[Passage], cited: list[int]) -> Point:
     quotes = [best_quote(s.text, window[i].evidence) for i in cited]
     cites = [_narrow(window[i], q.start, q.end) for i, q in zip(cited, quotes, strict=True)]
-    return Point(display_text(s.text), Cite.merge(cites), tuple(q.text for q in quotes), s.support, "generative",
-                 min(window[i].order for i in cited))
+    return Point(
+        display_text(s.text),
+        Cite.merge(cites),
+        tuple(q.text for q in quotes),
+        s.support,
+        "generative",
+        min(window[i].order for i in cited),
+    )
 
 
 def clauses_backed(text: str, evidence: str) -> bool:
@@ -701,7 +749,11 @@ class Summarizer:
     """Summarises documents and folders with one LLM (loaded only when needed) and an optional embedder."""
 
     def __init__(
-        self, get_llm: Callable[[], LLM], model_id: str, embedder: Embedder | None, settings: Settings,
+        self,
+        get_llm: Callable[[], LLM],
+        model_id: str,
+        embedder: Embedder | None,
+        settings: Settings,
         options: SummaryOptions,
     ) -> None:
         self._get_llm = get_llm
@@ -722,9 +774,15 @@ class Summarizer:
         """Cache key of a summary: content hash plus everything that shapes the result."""
         s = self.settings
         shape = {
-            "v": PROMPT_VERSION, "kind": kind, "content": content, "llm": self.model_id,
-            "embed": getattr(self.embedder, "fingerprint", "lexical"), "chunk": [s.chunk_tokens, s.chunk_overlap],
-            "n_ctx": s.n_ctx, "options": self.options.key_fields(), "words": words,
+            "v": PROMPT_VERSION,
+            "kind": kind,
+            "content": content,
+            "llm": self.model_id,
+            "embed": getattr(self.embedder, "fingerprint", "lexical"),
+            "chunk": [s.chunk_tokens, s.chunk_overlap],
+            "n_ctx": s.n_ctx,
+            "options": self.options.key_fields(),
+            "words": words,
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -740,7 +798,11 @@ class Summarizer:
         return mmr_select(points, vecs, words, with_sources(vecs, [p.cite.files for p in points]))
 
     def summarize_document(
-        self, path: str, parsed: ParsedChunks, *, checkpoint: Checkpoint | None = None,
+        self,
+        path: str,
+        parsed: ParsedChunks,
+        *,
+        checkpoint: Checkpoint | None = None,
         on_step: StepDone | None = None,
     ) -> Summary:
         """A cited summary of one parsed file, built from every one of its chunks."""
@@ -757,7 +819,8 @@ class Summarizer:
         t0 = time.perf_counter()
         passages = [
             Passage(text, text, Path(s.path).name, Cite(files=(s.path,)), i)
-            for i, s in enumerate(summaries) if s.points
+            for i, s in enumerate(summaries)
+            if s.points
             for text in ["\n\n".join(p.text for p in s.points)]
         ]
         overview = Summary("folder", label, label, "folder", None, len(passages), [])
@@ -785,7 +848,12 @@ class Summarizer:
         return [fitted[a:b] for a, b in plan_windows(costs, budget)], reply
 
     def _map(
-        self, passages: list[Passage], kind: str, title: str, summary: Summary, checkpoint: Checkpoint | None,
+        self,
+        passages: list[Passage],
+        kind: str,
+        title: str,
+        summary: Summary,
+        checkpoint: Checkpoint | None,
         on_step: StepDone | None,
     ) -> list[Point]:
         system = _MAP_SYSTEM[kind].format(k=self.options.map_points)
@@ -820,8 +888,10 @@ class Summarizer:
         # so a weak model still yields a summary that covers the document.
         points += self._central_points(window, points, self.options.map_points - len(points))
         return {
-            "first": window[0].order, "points": [p.to_json() for p in points],
-            "unsupported": [list(r) for r in rejected], "stats": asdict(stats),
+            "first": window[0].order,
+            "points": [p.to_json() for p in points],
+            "unsupported": [list(r) for r in rejected],
+            "stats": asdict(stats),
         }
 
     def _central_points(self, window: list[Passage], have: list[Point], n: int) -> list[Point]:
@@ -864,9 +934,7 @@ class Summarizer:
         self, points: list[Point], what: str, words: int, summary: Summary, on_step: StepDone | None
     ) -> list[Point]:
         # A point's passage is ordered by its index, so pieces map back to the point they came from.
-        passages = [
-            Passage(p.text, "\n\n".join(p.quotes), f"point {i + 1}", p.cite, i) for i, p in enumerate(points)
-        ]
+        passages = [Passage(p.text, "\n\n".join(p.quotes), f"point {i + 1}", p.cite, i) for i, p in enumerate(points)]
         probe = _REDUCE_SYSTEM.format(what=what, k=99)
         windows, reply = self._windows(passages, probe, _user_message("", "", "Merged points:"))
         # Aim each group at its share of the final budget, but always shrink.
@@ -886,8 +954,9 @@ class Summarizer:
         if len(window) == 1:
             return originals
         system = _REDUCE_SYSTEM.format(what=what, k=k)
-        raw = self._chat(system, _user_message("", _sources(window), "Merged points, each ending with [n]:"),
-                         reply, summary.stats)
+        raw = self._chat(
+            system, _user_message("", _sources(window), "Merged points, each ending with [n]:"), reply, summary.stats
+        )
         kept, rejected = verify_points(raw, window)
         summary.unsupported.extend(rejected)
         merged: list[Point] = []
@@ -909,8 +978,9 @@ def _as_merged(p: Point, sources: list[Point]) -> Point:
     # A line the model copied unchanged keeps its source's mode; citations are the sources' own.
     same = [s for s in sources if s.text == p.text]
     mode = same[0].mode if same else "generative"
-    return Point(p.text, Cite.merge([s.cite for s in sources]), p.quotes, p.support, mode,
-                 min(s.order for s in sources))
+    return Point(
+        p.text, Cite.merge([s.cite for s in sources]), p.quotes, p.support, mode, min(s.order for s in sources)
+    )
 
 
 def _sources(window: list[Passage]) -> str:
@@ -1049,8 +1119,13 @@ class ProgressEvent:
 
 
 def summarize_paths(
-    paths: list[Path], summarizer: Summarizer, cache: SummaryCache | None, *, overview: bool | None = None,
-    isolate: bool = True, on_progress: Callable[[ProgressEvent], None] | None = None,
+    paths: list[Path],
+    summarizer: Summarizer,
+    cache: SummaryCache | None,
+    *,
+    overview: bool | None = None,
+    isolate: bool = True,
+    on_progress: Callable[[ProgressEvent], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
 ) -> SummaryReport:
     """Summarise files and folders (one summary per file, then an overview), reusing cached summaries."""
@@ -1074,8 +1149,11 @@ def summarize_paths(
     def tell(path: str, stage: str, step: int = 0, steps: int = 0, fraction: float = 0.0) -> None:
         if on_progress:
             size = sizes.get(Path(path), 0) if stage != "done" else 0
-            on_progress(ProgressEvent(len(report.files), len(files), done_bytes + fraction * size, total,
-                                      path, stage, step, steps))
+            on_progress(
+                ProgressEvent(
+                    len(report.files), len(files), done_bytes + fraction * size, total, path, stage, step, steps
+                )
+            )
 
     todo: list[tuple[Path, str]] = []
     for f in files:
@@ -1101,9 +1179,7 @@ def _size(f: Path) -> int:
         return 0
 
 
-def _precheck(
-    f: Path, size: int, summarizer: Summarizer, cache: SummaryCache | None
-) -> FileOutcome | str:
+def _precheck(f: Path, size: int, summarizer: Summarizer, cache: SummaryCache | None) -> FileOutcome | str:
     """A finished outcome (skipped, failed, cached), or the file's content hash when it needs work."""
     if f.suffix.lower() not in SUPPORTED:
         return FileOutcome(str(f), "skipped", f"unsupported file type '{f.suffix.lower() or f.name}'")
@@ -1122,7 +1198,11 @@ def _precheck(
 
 
 def _summarize_one(
-    f: Path, sha: str, parsed: ParsedChunks | str, summarizer: Summarizer, cache: SummaryCache | None,
+    f: Path,
+    sha: str,
+    parsed: ParsedChunks | str,
+    summarizer: Summarizer,
+    cache: SummaryCache | None,
     tell: Callable[..., None],
 ) -> FileOutcome:
     if isinstance(parsed, str):
@@ -1175,13 +1255,17 @@ def _parse_each(
 
 
 def _overview(
-    paths: list[Path], done: list[Summary], summarizer: Summarizer, cache: SummaryCache | None,
+    paths: list[Path],
+    done: list[Summary],
+    summarizer: Summarizer,
+    cache: SummaryCache | None,
     tell: Callable[..., None],
 ) -> Summary:
     label = ", ".join(p.name or str(p) for p in paths)
     content = json.dumps([label, *([s.path, s.text("bullets")] for s in done)])
-    key = summarizer.key("folder", hashlib.sha256(content.encode()).hexdigest(),
-                         words=summarizer.options.overview_words)
+    key = summarizer.key(
+        "folder", hashlib.sha256(content.encode()).hexdigest(), words=summarizer.options.overview_words
+    )
     cached = cache.get(key) if cache else None
     if cached is not None:
         cached.cached = True

@@ -100,9 +100,7 @@ def read_qrels(path: Path | str) -> Qrels:
         elif len(fields) == 4:
             qid, _, docid, grade = fields
         else:
-            raise InputError(
-                f"{path}:{number}: expected 'query-id corpus-id score' or 'qid 0 docid rel'"
-            )
+            raise InputError(f"{path}:{number}: expected 'query-id corpus-id score' or 'qid 0 docid rel'")
         try:
             rel = int(grade)
         except ValueError:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "netguard"))
-import tests_netguard_impl  # noqa: E402
+import tests_netguard_impl
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"

@@ -36,8 +36,15 @@ class ScriptedLLM:
         """Whitespace words, a stand-in for real tokens."""
         return len(text.split())
 
-    def chat(self, messages, *, max_tokens: int, temperature: float = 0.0,  # noqa: ANN001
-             on_token: Callable[[str], None] | None = None, stop=None) -> str:  # noqa: ANN001
+    def chat(
+        self,
+        messages,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None,
+        stop=None,
+    ) -> str:
         """The next queued reply."""
         self.prompts.append(messages)
         reply = self.replies.pop(0) if self.replies else "I don't know."

@@ -44,8 +44,7 @@ def run_kb(env: dict[str, str], *args: str | Path, timeout: float = 120) -> subp
 
 def start_kb(env: dict[str, str], *args: str | Path) -> subprocess.Popen[str]:
     """Start `kb ARGS` in the background."""
-    return subprocess.Popen(kb_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=REPO)
+    return subprocess.Popen(kb_cmd(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, step: float = 0.02) -> bool:

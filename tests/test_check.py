@@ -203,7 +203,9 @@ def test_cli_check_and_repair(settings, tmp_path, monkeypatch):
     bad = runner.invoke(app, ["check"])
     assert bad.exit_code == 2
     assert [line.split(":")[1].strip() for line in bad.stdout.splitlines() if line.startswith("problem: ")] == [
-        "document_chunk_count", "keyword_missing"]
+        "document_chunk_count",
+        "keyword_missing",
+    ]
     data = json.loads(runner.invoke(app, ["check", "--json"]).stdout)
     assert not data["ok"] and {p["code"] for p in data["problems"]} == {"keyword_missing", "document_chunk_count"}
     assert all(p["fixable"] and p["message"] for p in data["problems"])

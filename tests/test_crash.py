@@ -84,8 +84,13 @@ time.sleep(60)
 
 @linux_only
 def test_worker_dies_with_a_killed_parent():
-    parent = subprocess.Popen([sys.executable, "-c", _ORPHAN_SCRIPT], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     worker_pid = int(parent.stdout.readline())
     assert alive(worker_pid)
     sigkill(parent)

@@ -119,7 +119,10 @@ def test_real_cli_process_has_no_network_and_exits_cleanly(sample_kb):
     kb_exe = Path(sys.executable).parent / "kb"
     done = subprocess.run(
         [str(kb_exe), "ask", "What is the minimum password length?", "--kb", str(sample_kb)],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert "14 characters" in done.stdout and "it-security-policy.docx" in done.stdout

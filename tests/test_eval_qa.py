@@ -27,12 +27,27 @@ QUESTIONS = {
 
 
 def _squad(tmp_path):
-    data = {"data": [
-        {"title": key, "paragraphs": [{"context": text, "qas": [
-            {"id": key, "question": QUESTIONS[key][0], "answers": [{"text": QUESTIONS[key][1]}], "is_impossible": False}
-        ]}]}
-        for key, text in DOCS.items()
-    ]}
+    data = {
+        "data": [
+            {
+                "title": key,
+                "paragraphs": [
+                    {
+                        "context": text,
+                        "qas": [
+                            {
+                                "id": key,
+                                "question": QUESTIONS[key][0],
+                                "answers": [{"text": QUESTIONS[key][1]}],
+                                "is_impossible": False,
+                            }
+                        ],
+                    }
+                ],
+            }
+            for key, text in DOCS.items()
+        ]
+    }
     path = tmp_path / "qa.json"
     path.write_text(json.dumps(data))
     return path
@@ -43,7 +58,10 @@ def test_load_squad_and_jsonl(tmp_path):
     assert len(data.items) == 5 and set(data.corpus) == set(DOCS)
     assert data.items[0].doc == "leave.txt" and data.items[0].answers == ("28 days",)
     jl = tmp_path / "q.jsonl"
-    jl.write_text('{"question": "Q?", "answer": "A", "doc": "x/leave.txt"}\n\n{"id": 7, "question": "R?", "answers": ["B", "C"]}\n')
+    jl.write_text(
+        '{"question": "Q?", "answer": "A", "doc": "x/leave.txt"}\n\n'
+        '{"id": 7, "question": "R?", "answers": ["B", "C"]}\n'
+    )
     items = load_qa(jl).items
     assert items[0].doc == "leave.txt" and items[0].answers == ("A",)
     assert items[1].id == "7" and items[1].answers == ("B", "C") and items[1].doc is None
@@ -65,10 +83,24 @@ def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
     monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
     out = tmp_path / "per-question.jsonl"
-    result = CliRunner().invoke(app, [
-        "eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
-        "--kb", str(tmp_path / "kb"), "--out", str(out), "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "qa",
+            str(_squad(tmp_path)),
+            "--extractive",
+            "--holdout",
+            "0.2",
+            "--seed",
+            "3",
+            "--kb",
+            str(tmp_path / "kb"),
+            "--out",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert m["questions"] == 5 and m["questions_doc_excluded"] == 1 and m["documents_indexed"] == 4
@@ -85,8 +117,19 @@ def test_thresholds_score_one_run_as_if_asked_at_each(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
     monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
     out = tmp_path / "rows.jsonl"
-    args = ["eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
-            "--kb", str(tmp_path / "kb"), "--json"]
+    args = [
+        "eval",
+        "qa",
+        str(_squad(tmp_path)),
+        "--extractive",
+        "--holdout",
+        "0.2",
+        "--seed",
+        "3",
+        "--kb",
+        str(tmp_path / "kb"),
+        "--json",
+    ]
     result = CliRunner().invoke(app, [*args, "--out", str(out), "--thresholds", "0.0,0.3,2"])
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)

@@ -146,7 +146,7 @@ def test_running_headers_and_footers_are_dropped():
         for i, t in enumerate(topics, start=1)
     ]
     out = strip_running_lines(pages)
-    for (i, text), t in zip(out, topics):
+    for (_, text), t in zip(out, topics, strict=True):
         assert "ACME" not in text
         assert f"The rules about {t} are here." in text and t.title() in text
     short = pages[:2]

@@ -104,9 +104,7 @@ def test_evaluate_run_averages_over_judged_queries() -> None:
     }
     run = {"q1": [("a", 0.9), ("z", 0.1)], "q4": [("a", 1.0)]}  # q4 is not judged: ignored
     result = evaluate_run(run, qrels, ks=(1, 10))
-    assert set(result) == {
-        f"{m}@{k}" for m in ("ndcg", "recall", "mrr", "precision") for k in (1, 10)
-    }
+    assert set(result) == {f"{m}@{k}" for m in ("ndcg", "recall", "mrr", "precision") for k in (1, 10)}
     assert result["ndcg@10"] == pytest.approx(0.5)
     assert result["recall@10"] == pytest.approx(0.5)
     assert result["mrr@10"] == pytest.approx(0.5)

@@ -35,8 +35,26 @@ from tests.fakes import FakeEmbedder, ScriptedLLM
 
 _SOURCE = re.compile(r"^\[(\d+)\] \([^\n]*\)\n(.*?)(?=\n\n\[\d+\] \(|\n>>>)", re.S | re.M)
 _NOUNS = (
-    "invoice", "laptop", "badge", "contract", "holiday", "pension", "printer", "server", "parking", "canteen",
-    "ticket", "license", "backup", "firewall", "visitor", "mentor", "salary", "bonus", "training", "audit",
+    "invoice",
+    "laptop",
+    "badge",
+    "contract",
+    "holiday",
+    "pension",
+    "printer",
+    "server",
+    "parking",
+    "canteen",
+    "ticket",
+    "license",
+    "backup",
+    "firewall",
+    "visitor",
+    "mentor",
+    "salary",
+    "bonus",
+    "training",
+    "audit",
 )
 
 
@@ -204,8 +222,9 @@ def test_verify_points_accepts_a_line_backed_by_its_cited_passages_together():
         Passage(t, t, f"p. {i + 1}", Cite(pages=(i + 1,)), i)
         for i, t in enumerate(["The laptop budget is 1500 euros.", "Laptops are replaced every four years."])
     ]
-    kept, rejected = verify_points("- The laptop budget is 1500 euros and laptops are replaced every four years [1, 2]",
-                                   window)
+    kept, rejected = verify_points(
+        "- The laptop budget is 1500 euros and laptops are replaced every four years [1, 2]", window
+    )
     assert not rejected and kept[0][0].cite.pages == (1, 2)
 
 
@@ -230,9 +249,7 @@ def test_hierarchical_reduce_stays_within_the_token_budget(settings):
 
 
 def test_mmr_respects_the_word_budget_and_document_order():
-    points = [
-        Point(sentence(i), Cite(pages=(i + 1,)), (sentence(i),), 1.0, "generative", i) for i in range(20)
-    ]
+    points = [Point(sentence(i), Cite(pages=(i + 1,)), (sentence(i),), 1.0, "generative", i) for i in range(20)]
     vecs = FakeEmbedder().embed([p.text for p in points])
     chosen = mmr_select(points, vecs, 40)
     assert 0 < sum(len(p.text.split()) for p in chosen) <= 44
@@ -297,8 +314,13 @@ def test_overview_drops_claims_the_file_summaries_do_not_back(settings, folder, 
     report, _ = run([folder], settings, EchoLLM(), None)
     summaries = [f.summary for f in report.files]
     claim = summaries[1].points[0].text
-    s = Summarizer(lambda: ScriptedLLM([f"- {claim} [2]\n- All files were written by aliens in 1999 [1, 2, 3]"]),
-                   "m", FakeEmbedder(), settings, SummaryOptions())
+    s = Summarizer(
+        lambda: ScriptedLLM([f"- {claim} [2]\n- All files were written by aliens in 1999 [1, 2, 3]"]),
+        "m",
+        FakeEmbedder(),
+        settings,
+        SummaryOptions(),
+    )
     ov = s.summarize_folder("docs", summaries)
     model_points = [p for p in ov.points if p.mode == "generative"]
     assert [p.text for p in model_points] == [claim] and model_points[0].cite.files == (summaries[1].path,)
@@ -334,7 +356,9 @@ def test_only_the_changed_file_is_summarised_again(settings, folder, tmp_path):
     llm = EchoLLM()
     report, _ = run([folder], settings, llm, cache)
     assert {Path(f.path).name: f.status for f in report.files} == {
-        "alpha.md": "cached", "beta.txt": "summarised", "gamma.md": "cached",
+        "alpha.md": "cached",
+        "beta.txt": "summarised",
+        "gamma.md": "cached",
     }
     assert not report.overview.cached, "the overview follows its files"
     asked = " ".join(m[-1]["content"] for m, _ in llm.calls if "Document:" in m[-1]["content"])
@@ -343,8 +367,10 @@ def test_only_the_changed_file_is_summarised_again(settings, folder, tmp_path):
 
 def test_an_interrupted_file_resumes_at_its_first_unfinished_window(settings, tmp_path):
     doc = tmp_path / "long.md"
-    doc.write_text("\n\n".join(f"## Part {i}\n\n" + " ".join(sentence(i * 3 + j) for j in range(3))
-                               for i in range(12)), encoding="utf-8")
+    doc.write_text(
+        "\n\n".join(f"## Part {i}\n\n" + " ".join(sentence(i * 3 + j) for j in range(3)) for i in range(12)),
+        encoding="utf-8",
+    )
     cache = SummaryCache(tmp_path / "cache")
     full, _ = run([doc], settings, EchoLLM(n_ctx=400), SummaryCache(tmp_path / "reference"))
     windows = full.files[0].summary.stats.windows
@@ -415,20 +441,23 @@ def test_overlap_with_the_previous_chunk_is_not_shown_twice():
     assert passages[1].shown == "Gamma rules apply to guests." and passages[1].offset == 19 + 27
 
 
-@pytest.mark.parametrize(("text", "ok"), [
-    ("Employees receive 28 days of annual leave per year.", True),
-    ("Employees receive 28 days of annual leave", True),
-    ("of annual leave per year are forfeited after March.", False),  # a tail cut at a chunk boundary
-    ("Brightwater Analytics GmbH Employee Handbook", False),  # a heading
-    ("Paid special leave is granted for the following events:", False),  # a lead-in
-    ("What is the uptime SLA of the service?", False),  # an FAQ's question
-    ("Yes.", False),
-    ("The SIEGE OF VICKSBURG.", False),  # a title with a full stop
-    ("Contact Anna Schmidt in the IT team for help.", True),
-    ("The Four Schools of Magic: Creation ..... 12", False),  # a table of contents
-    ("Business travel policy", False),  # a short line without a full stop: a heading or a link
-    ("Desk, keys, access badge | Tobias Wendt, Facilities | 120 | room 4", False),  # a table row
-])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("Employees receive 28 days of annual leave per year.", True),
+        ("Employees receive 28 days of annual leave", True),
+        ("of annual leave per year are forfeited after March.", False),  # a tail cut at a chunk boundary
+        ("Brightwater Analytics GmbH Employee Handbook", False),  # a heading
+        ("Paid special leave is granted for the following events:", False),  # a lead-in
+        ("What is the uptime SLA of the service?", False),  # an FAQ's question
+        ("Yes.", False),
+        ("The SIEGE OF VICKSBURG.", False),  # a title with a full stop
+        ("Contact Anna Schmidt in the IT team for help.", True),
+        ("The Four Schools of Magic: Creation ..... 12", False),  # a table of contents
+        ("Business travel policy", False),  # a short line without a full stop: a heading or a link
+        ("Desk, keys, access badge | Tobias Wendt, Facilities | 120 | room 4", False),  # a table row
+    ],
+)
 def test_what_counts_as_a_point(text, ok):
     assert usable(text) is ok
 
@@ -447,10 +476,18 @@ def test_a_copied_part_of_a_sentence_becomes_the_whole_sentence(settings):
 
 
 def test_lines_about_the_source_rather_than_from_it_are_not_points():
-    window = [Passage("The control operator builds recursive functions.", "The control operator builds recursive "
-                      "functions.", "p. 1", Cite(pages=(1,)), 0)]
-    kept, _ = verify_points("- The second sentence describes how the control operator builds recursive functions.",
-                            window)
+    window = [
+        Passage(
+            "The control operator builds recursive functions.",
+            "The control operator builds recursive functions.",
+            "p. 1",
+            Cite(pages=(1,)),
+            0,
+        )
+    ]
+    kept, _ = verify_points(
+        "- The second sentence describes how the control operator builds recursive functions.", window
+    )
     assert kept == []
 
 
@@ -464,8 +501,10 @@ def test_list_numbers_are_not_part_of_a_point():
 def test_a_true_sentence_with_an_invented_tail_is_dropped():
     text = "It supports the Faster R-CNN model trained with the ResNet 50 backbone."
     window = [Passage(text, text, "p. 1", Cite(pages=(1,)), 0)]
-    claim = ("- It supports the Faster R-CNN model trained with the ResNet 50 backbone, which means that it is "
-             "part of the DPR repeater platform [1]")
+    claim = (
+        "- It supports the Faster R-CNN model trained with the ResNet 50 backbone, which means that it is "
+        "part of the DPR repeater platform [1]"
+    )
     kept, rejected = verify_points(claim, window)
     assert kept == [] and rejected
 
@@ -490,7 +529,7 @@ def test_one_word_per_line_pdfs_still_yield_a_point(settings):
 def test_a_chunk_that_starts_mid_sentence_gives_no_fragment_point(settings):
     text = "The annual report was prepared with care by the finance team. It covers all subsidiaries of the group."
     cut = text.index("by the finance")
-    first = Chunk(0, text[:cut + 15], 0, cut + 15, 1, 1, (), 12)
+    first = Chunk(0, text[: cut + 15], 0, cut + 15, 1, 1, (), 12)
     second = Chunk(1, text[cut:], cut, len(text), 1, 1, (), 14)  # starts inside the first sentence
     passages = chunk_passages([first, second])
     assert passages[0].clean_start and not passages[0].clean_end
@@ -504,8 +543,15 @@ def test_a_chunk_that_starts_mid_sentence_gives_no_fragment_point(settings):
 
 def test_a_section_heading_repeated_by_the_model_is_not_a_point():
     body = "Mobile phones must use a PIN and encryption within the VPN at all times."
-    window = [Passage(body, "3.2 Mobile phones and removable media\n" + body, "§ 3. Devices > 3.2 Mobile phones and "
-                      "removable media", Cite(sections=("3. Devices > 3.2 Mobile phones and removable media",)), 0)]
+    window = [
+        Passage(
+            body,
+            "3.2 Mobile phones and removable media\n" + body,
+            "§ 3. Devices > 3.2 Mobile phones and removable media",
+            Cite(sections=("3. Devices > 3.2 Mobile phones and removable media",)),
+            0,
+        )
+    ]
     kept, _ = verify_points("- Devices > 3.2 Mobile phones and removable media [1]\n- " + body + " [1]", window)
     assert [p.text for p, _ in kept] == [body]
 

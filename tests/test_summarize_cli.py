@@ -103,11 +103,20 @@ def test_failed_files_are_listed_and_exit_status_is_2(fake_models, docs):
 
 
 def test_usage_errors_exit_1_with_a_one_line_message(tmp_path):
-    both = subprocess.run([sys.executable, "-m", "cli", "summarize", str(tmp_path), "--json", "--jsonl"],
-                          capture_output=True, text=True, timeout=60)
+    both = subprocess.run(
+        [sys.executable, "-m", "cli", "summarize", str(tmp_path), "--json", "--jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert both.returncode == 1 and both.stderr.startswith("kb: error: ") and "Traceback" not in both.stderr
-    style = subprocess.run([sys.executable, "-m", "cli", "summarize", str(tmp_path), "--style", "poem"],
-                           capture_output=True, text=True, timeout=60, env={**_env(tmp_path)})
+    style = subprocess.run(
+        [sys.executable, "-m", "cli", "summarize", str(tmp_path), "--style", "poem"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**_env(tmp_path)},
+    )
     assert style.returncode == 1 and "--style" in style.stderr
 
 

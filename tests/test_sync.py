@@ -47,10 +47,7 @@ def _snapshot(kb):
     """{path: (sha, chunk texts)} plus the invariant that every chunk has one vector and one keyword entry."""
     counts = kb.store.counts()
     assert counts["chunks"] == counts["keyword_entries"] == kb.vectors.size
-    return {
-        d.path: (d.sha256, [c.text for c in kb.store.document_chunks(d.id)])
-        for d in kb.store.documents()
-    }
+    return {d.path: (d.sha256, [c.text for c in kb.store.document_chunks(d.id)]) for d in kb.store.documents()}
 
 
 def _chunk_ids(kb, path):
@@ -139,8 +136,13 @@ def test_two_identical_files_both_moved(settings, fake_embedder, docs):
         sm = report.summary()
         assert sm["moved"] == 2 and sm["added"] == 0 and sm["removed"] == 0
         assert fake_embedder.calls == calls, "both copies keep their vectors"
-        assert {os.path.basename(p) for p in _snapshot(kb)} == {"one.md", "two.md", "travel.md", "faq.txt",
-                                                                 "security.md"}
+        assert {os.path.basename(p) for p in _snapshot(kb)} == {
+            "one.md",
+            "two.md",
+            "travel.md",
+            "faq.txt",
+            "security.md",
+        }
 
 
 def test_moved_and_changed_file(settings, fake_embedder, docs):
@@ -220,8 +222,13 @@ def test_dry_run_lists_changes_and_writes_nothing(settings, fake_embedder, docs)
         docs_before = kb.store.documents()
         report = ingest(kb, [docs], dry_run=True)
         assert report.dry_run
-        assert _statuses(report) == {"new.md": "added", "travel.md": "updated", "faq.txt": "removed",
-                                     "leave.md": "moved", "security.md": "unchanged"}
+        assert _statuses(report) == {
+            "new.md": "added",
+            "travel.md": "updated",
+            "faq.txt": "removed",
+            "leave.md": "moved",
+            "security.md": "unchanged",
+        }
         assert kb.store.generation() == generation and kb.store.documents() == docs_before
     assert db.stat().st_mtime_ns == mtime
 
@@ -328,8 +335,15 @@ def test_cli_ingest_summary_and_json(cli, docs, settings):
     first = cli("ingest", docs, "--json")
     assert first.exit_code == 0, first.output
     data = json.loads(first.stdout)
-    assert data["summary"] == {"added": 4, "updated": 0, "moved": 0, "unchanged": 0, "removed": 0,
-                               "skipped": 0, "failed": 0}
+    assert data["summary"] == {
+        "added": 4,
+        "updated": 0,
+        "moved": 0,
+        "unchanged": 0,
+        "removed": 0,
+        "skipped": 0,
+        "failed": 0,
+    }
     assert data["totals"]["documents"] == 4 and data["seconds"] >= 0 and not data["dry_run"]
     (docs / "b" / "faq.txt").unlink()
     (docs / "a" / "bad.pdf").write_bytes(b"%PDF-1.4 not really")
@@ -355,8 +369,10 @@ def test_cli_remove(cli, docs, settings):
     assert cli("ingest", docs).exit_code == 0
     result = cli("remove", docs / "a", "--json")
     assert result.exit_code == 0
-    assert sorted(os.path.basename(r["path"]) for r in json.loads(result.stdout)["removed"]) == ["leave.md",
-                                                                                               "travel.md"]
+    assert sorted(os.path.basename(r["path"]) for r in json.loads(result.stdout)["removed"]) == [
+        "leave.md",
+        "travel.md",
+    ]
     missing = cli("remove", docs / "nope.md")  # cli.app.main turns the error into one line and exit 1
     assert isinstance(missing.exception, InputError) and "not in the knowledge base" in str(missing.exception)
 

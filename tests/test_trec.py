@@ -57,9 +57,7 @@ def test_run_round_trip(tmp_path: Path) -> None:
     with path.open("w", encoding="utf-8") as fh:
         write_run(fh, run, tag="kb")
     back = read_run(path)
-    assert {qid: rank(hits) for qid, hits in back.items()} == {
-        qid: rank(hits) for qid, hits in run.items()
-    }
+    assert {qid: rank(hits) for qid, hits in back.items()} == {qid: rank(hits) for qid, hits in run.items()}
     assert dict(back["q1"]) == {"a": 0.25, "b": 0.75, "c": 0.25}
     qrels = {"q1": {"a": 1, "b": 2}, "q2": {"y": 1}}
     assert evaluate_run(back, qrels) == evaluate_run(run, qrels)

@@ -25,8 +25,8 @@ def _allowed(sock: socket.socket, address: object) -> bool:
         return False  # a host name other than localhost would need DNS: not allowed
 
 
-def _guarded(real):  # noqa: ANN001, ANN202
-    def connect(self: socket.socket, address: object):  # noqa: ANN202
+def _guarded(real):
+    def connect(self: socket.socket, address: object):
         if not _allowed(self, address):
             raise NetworkBlocked(f"network access blocked in tests: connect to {address!r}")
         return real(self, address)
