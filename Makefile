@@ -43,6 +43,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kb ingest cli tests bench
 	$(BIN)/ruff format --check kb ingest cli tests bench
+	$(BIN)/mypy kb cli ingest
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)

@@ -67,8 +67,8 @@ def strip_running_lines(pages: list[tuple[int, str]]) -> list[tuple[int, str]]:
     for number, text in pages:
         lines = text.split("\n")
         nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
-        edge = set(nonblank[:_EDGE_LINES] + nonblank[-_EDGE_LINES:])
-        kept = [ln for i, ln in enumerate(lines) if not (i in edge and _line_key(ln) in running)]
+        edge_rows = set(nonblank[:_EDGE_LINES] + nonblank[-_EDGE_LINES:])
+        kept = [ln for i, ln in enumerate(lines) if not (i in edge_rows and _line_key(ln) in running)]
         out.append((number, "\n".join(kept).strip()))
     # A document whose every page is the same few lines (a one-line label repeated) has no
     # running lines: that text is its content.

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from kb.errors import ModelNotFound
 
@@ -156,7 +156,7 @@ class LlamaCppLLM:
         parts: list[str] = []
         with _quiet_stderr():
             stream = self._llm.create_chat_completion(
-                messages=messages,
+                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
                 max_tokens=max_tokens,
                 temperature=temperature,
                 top_k=1 if temperature == 0 else 40,
@@ -165,7 +165,8 @@ class LlamaCppLLM:
                 stop=stop or [],
             )
             for event in stream:
-                piece = event["choices"][0]["delta"].get("content") or ""  # type: ignore[index]
+                delta: Any = event["choices"][0]["delta"]  # type: ignore[index]
+                piece = str(delta.get("content") or "")
                 if piece:
                     parts.append(piece)
                     if on_token:

@@ -57,7 +57,7 @@ def split_sentences(text: str) -> list[Span]:
         bounds.append((pos, m.start()))
         pos = m.end()
     bounds.append((pos, len(text)))
-    spans = []
+    spans: list[tuple[int, int]] = []
     for a, b in bounds:
         edges = [a, *_line_breaks(text, a, b), b]
         spans.extend(itertools.pairwise(edges))
