@@ -8,7 +8,28 @@ from dataclasses import dataclass
 
 from kb.retrieval import STOPWORDS
 
-_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•]\s)|\n(?=#)")
+# Titles, Latin abbreviations and initials end with a period but not a sentence ("Dr. Weber",
+# "Smith et al. (2019)", "e.g. Windows", "J. Smith", "U.S. Army").
+_NOT_END = "".join(
+    rf"(?<!\b{a})"
+    for a in (
+        r"Dr\.",
+        r"Mr\.",
+        r"Mrs\.",
+        r"Ms\.",
+        r"Prof\.",
+        r"St\.",
+        r"vs\.",
+        r"al\.",
+        r"e\.g\.",
+        r"i\.e\.",
+        r"cf\.",
+        r"Fig\.",
+        r"approx\.",
+        r"[A-Z]\.",
+    )
+)
+_SENT_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•]\s)|\n(?=#)")
 _WORD = re.compile(r"[^\W_]+(?:[.,:/-][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")

@@ -35,3 +35,18 @@ def test_best_quote_is_verbatim_with_offsets():
     q = best_quote("unused days must be taken by 31 March", PASSAGE)
     assert PASSAGE[q.start : q.end] == q.text
     assert "31 March" in q.text
+
+
+def test_titles_abbreviations_and_initials_do_not_end_sentences():
+    cases = {
+        "Please contact Dr. Weber in HR. She helps.": ["Please contact Dr. Weber in HR.", "She helps."],
+        "Smith et al. (2019) showed it. Then more.": ["Smith et al. (2019) showed it.", "Then more."],
+        "Use e.g. Windows. Next one.": ["Use e.g. Windows.", "Next one."],
+        "Signed by J. Smith on Monday. It costs 5 EUR. Done.": [
+            "Signed by J. Smith on Monday.",
+            "It costs 5 EUR.",
+            "Done.",
+        ],
+    }
+    for text, want in cases.items():
+        assert [s.text for s in split_sentences(text)] == want
