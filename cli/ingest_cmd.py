@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
-from cli.progress import Bar
+from cli.progress import Bar, ingest_progress
 
 EXIT_SOME_FAILED = 2
 _WOULD = {
@@ -69,11 +69,7 @@ def ingest(
         threads=threads,
     )
     with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
-
-        def progress(done: int, total: int, result) -> None:
-            if result is not None and result.status == "failed" and bar.enabled:
-                bar.log(f"{display_path(result.path)}: {result.reason}")
-            bar.update(done, total, Path(result.path).name if result else "")
+        progress = ingest_progress(bar)
 
         if dry_run and not kb_exists(s.home):
             report = plan(s, [], paths, progress=progress)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
-from cli.progress import Bar
+from cli.progress import Bar, ingest_progress
 
 EXIT_PROBLEMS = 2  # the command finished, but something is wrong (problems found, files lost)
 
@@ -100,11 +100,7 @@ def rebuild(
         threads=threads,
     )
     with Bar("rebuilding", enabled=not quiet and not json_out) as bar:
-
-        def progress(done: int, total: int, result) -> None:
-            if result is not None and result.status == "failed" and bar.enabled:
-                bar.log(f"{display_path(result.path)}: {result.reason}")
-            bar.update(done, total, Path(result.path).name if result else "")
+        progress = ingest_progress(bar)
 
         report = run_rebuild(s, progress=progress, allow_losses=allow_losses)
     failed = [{"path": r.path, "reason": r.reason} for r in report.ingest.failed]

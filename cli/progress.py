@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -49,3 +51,19 @@ class Bar:
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+def ingest_progress(bar: Bar) -> Callable[[int, int, Any], None]:
+    """The `progress` callback of kb.indexer.ingest for a bar: failed files are logged above it,
+    and a large file shows its embedded passages while it is embedded."""
+    from cli.common import display_path
+
+    def progress(done: int, total: int, result: Any) -> None:
+        if result is not None and result.status == "failed" and bar.enabled:
+            bar.log(f"{display_path(result.path)}: {result.reason}")
+        item = Path(result.path).name if result else ""
+        if result is not None and result.status == "embedding":
+            item += f" ({result.reason})"
+        bar.update(done, total, item)
+
+    return progress

@@ -35,7 +35,7 @@ class FileResult:
     """What ingest did with one file."""
 
     path: str
-    status: str  # one of STATUSES
+    status: str  # one of STATUSES ("embedding" only in progress reports, never in the report)
     reason: str = ""
     chunks: int = 0
     moved_from: str | None = None
@@ -63,7 +63,8 @@ class IngestReport:
         return {s: self.count(s) for s in STATUSES}
 
 
-Progress = Callable[[int, int, FileResult | None], None]
+Progress = Callable[[int, int, FileResult | None], None]  # also told "embedding" for a file in progress
+EMBED_STEP = 512  # passages embedded between progress reports
 
 
 def file_sha256(path: Path) -> str:
@@ -245,10 +246,22 @@ def ingest(
 
     buffer: list[tuple[_Parse, ParsedChunks]] = []
 
+    def embed_in_steps(texts: list[str], path: str) -> np.ndarray:
+        # A 600-page PDF is minutes of embedding: report it in steps so the bar does not freeze.
+        step = max(EMBED_STEP, settings.embed_batch)
+        if len(texts) <= step:
+            return kb.embedder.embed(texts, batch_size=settings.embed_batch)
+        parts = []
+        for i in range(0, len(texts), step):
+            if progress:
+                progress(done, total, FileResult(path, "embedding", f"{i}/{len(texts)} passages embedded"))
+            parts.append(kb.embedder.embed(texts[i : i + step], batch_size=settings.embed_batch))
+        return np.vstack(parts)
+
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
         texts = [embedding_text(p.title, c.heading_path, c.text) for _, p in buffer for c in p.chunks]
-        vectors = kb.embedder.embed(texts, batch_size=settings.embed_batch) if texts else None
+        vectors = embed_in_steps(texts, str(buffer[-1][0].path)) if texts else None
         offset = 0
         for job, parsed in buffer:
             n = len(parsed.chunks)

@@ -138,3 +138,16 @@ def test_stale_faiss_cache_is_rebuilt_from_sqlite(settings, fake_embedder, docs)
     with _open(settings, fake_embedder, write=False) as kb:
         assert kb.vectors.size == n
         assert Retriever(kb).search("annual leave", k=3, mode="dense")
+
+
+def test_a_large_file_reports_embedding_progress_in_steps(settings, fake_embedder, tmp_path, monkeypatch):
+    monkeypatch.setattr("kb.indexer.EMBED_STEP", 40)  # settings.embed_batch (32) < 40 passages per step
+    big = _write(tmp_path / "big" / "manual.txt", "\n\n".join(f"Section {i}. " + "word " * 150 for i in range(60)))
+    seen = []
+    with _open(settings, fake_embedder) as kb:
+        report = ingest(kb, [big.parent], isolate=False, progress=lambda d, t, r: seen.append(r))
+        chunks = kb.store.counts()["chunks"]
+        assert chunks > 80 and kb.vectors.size == chunks
+    steps = [r.reason for r in seen if r is not None and r.status == "embedding"]
+    assert len(steps) == -(-chunks // 40) and steps[0] == f"0/{chunks} passages embedded"
+    assert [r.status for r in report.results] == ["added"]  # progress-only, never in the report
