@@ -286,9 +286,10 @@ def supporting_sentences(
 
 
 def _same_sentence(a: str, b: str) -> bool:
-    """Whether two sentences say the same words (overlapping chunks repeat their edges)."""
+    """Whether one sentence repeats the other's words: overlapping chunks repeat their edges,
+    whole or cut off ("Up to 5 days of unused leave" at the end of one chunk)."""
     ta, tb = content_terms(a), content_terms(b)
-    return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= 0.8
+    return bool(ta and tb) and len(ta & tb) / min(len(ta), len(tb)) >= 0.8
 
 
 def complete_span(passage: str, span: Span, max_units: int = 4) -> Span:

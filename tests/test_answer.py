@@ -215,3 +215,5 @@ def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
     same = "The virus binds the receptor on the cell surface."
     ranked = [_cand(1, 0.9, same), _cand(2, 0.89, same), _cand(3, 0.8, "Another finding about the receptor.")]
     assert [c.n for c in supporting_sentences(ranked, hits, most=3)] == [1, 3]
+    cut = [_cand(1, 0.9, same), _cand(2, 0.89, "The virus binds the receptor"), _cand(3, 0.8)]
+    assert [c.n for c in supporting_sentences(cut, hits, most=3)] == [1, 3]  # a chunk edge cut it off
