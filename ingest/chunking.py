@@ -160,6 +160,15 @@ def _next_start(levels: bytearray, start: int, cut: int, overlap: int) -> int:
     for c in range(lo, hi + 1):  # earliest of the strongest breaks keeps the overlap near `overlap`
         if levels[c] > best_level:
             best, best_level = c, levels[c]
+    if best_level < SENTENCE:
+        # No sentence starts in the usual overlap (long sentences: papers, contracts). Reach
+        # back up to twice the overlap for one, so that the chunk, and every quote taken from
+        # its first sentence, starts at the beginning of a sentence, not in its middle.
+        for c in range(lo - 1, max(start, cut - 2 * overlap) - 1, -1):
+            if levels[c] == HEADING:
+                break
+            if levels[c] >= SENTENCE:
+                return c
     if best_level == NONE:  # mid-word everywhere in range: move forward to the next word start
         c = best
         while c < cut and levels[c] == NONE:
