@@ -502,7 +502,11 @@ class Answerer:
             + (" (it said it did not know)" if is_dont_know(raw) else "")
             + "; showing the best-matching sentence from the documents instead."
         )
-        fallback.sentences = fallback.sentences + [s for s in sentences if not s.supported]
+        # The model's unsupported sentences are shown flagged, without citations: their numbers
+        # referred to the model's sources, not to the fallback's.
+        fallback.sentences = fallback.sentences + [
+            Sentence(s.text, (), False, s.support) for s in sentences if not s.supported
+        ]
         return fallback
 
     def _extractive(self, question: str, hits: list[Hit], ranked: list[Candidate]) -> Answer:

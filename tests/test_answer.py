@@ -82,6 +82,7 @@ def test_hallucinated_number_is_dropped_and_falls_back_to_extractive(kb):
     assert "28 days" in ans.text
     flagged = [s for s in ans.sentences if not s.supported]
     assert flagged and "35 days" in flagged[0].text
+    assert flagged[0].citations == ()  # its [1] meant the model's source 1, not the fallback's
     assert "could not be verified" in ans.note
 
 
