@@ -500,7 +500,7 @@ class Answerer:
         fallback.note = (
             "The model's answer could not be verified against the sources"
             + (" (it said it did not know)" if is_dont_know(raw) else "")
-            + "; showing the best-matching sentence from the documents instead."
+            + "; showing the best-matching sentences from the documents instead."
         )
         # The model's unsupported sentences are shown flagged, without citations: their numbers
         # referred to the model's sources, not to the fallback's.
