@@ -58,7 +58,8 @@ def qa(
         typer.Option(
             "--thresholds",
             help="Comma-separated min_answerability values to score the same run at (e.g. 0.5,0.56,0.62): "
-            "prints the refusal trade-off. Questions are asked with the lowest of them and the setting.",
+            "prints the refusal trade-off. Questions are asked with the lowest of them and the setting, so --out "
+            "rows are those answers, each with its answerability; the headline figures use the setting.",
         ),
     ] = None,
     config: ConfigOpt = None,
