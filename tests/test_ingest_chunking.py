@@ -226,7 +226,7 @@ def test_overlap_reaches_back_to_a_sentence_start_when_sentences_are_long() -> N
     doc = _doc([(" ".join(sentences), 1, ())])
     chunks = chunk_document(doc, WS, size=100, overlap=12)
     assert len(chunks) > 3
-    for prev, nxt in zip(chunks, chunks[1:], strict=False):
+    for prev, nxt in pairwise(chunks):
         assert nxt.text.startswith("Sentence"), nxt.text[:40]
         assert nxt.start < prev.end  # still overlapping
         assert len(nxt.text.split()) <= 100
