@@ -70,7 +70,7 @@ def summarize(
     """
     from kb.embeddings import load_embedder
     from kb.errors import InputError
-    from kb.llm import load_llm, resolve_gguf
+    from kb.llm import conversion_for, load_llm, resolve_gguf
     from kb.summarize import Summarizer, SummaryCache, SummaryOptions, gguf_model_id, summarize_paths
 
     if json_out and jsonl_out:
@@ -78,7 +78,9 @@ def summarize(
     s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, threads=threads, pdf_password=password)
     options = SummaryOptions(words=words, overview_words=overview_words, style=style, window_tokens=window_tokens)
     embedder = load_embedder(s.embed_model, threads=s.threads, backend=s.embed_backend)
-    model_id = gguf_model_id(resolve_gguf(s.llm_model))
+    # The weight format is part of the model: a summary made with Q4_1 is not reused for F16.
+    weights = conversion_for(s.llm_model, s.llm_convert)
+    model_id = gguf_model_id(resolve_gguf(s.llm_model)) + ("" if weights == "off" else f":{weights}")
     summarizer = Summarizer(lambda: load_llm(s), model_id, embedder, s, options)
     cache = None if no_cache else SummaryCache(cache_dir or s.home / "summaries")
     stream = jsonl_out and out is None
