@@ -164,6 +164,14 @@ def _kill_ingest(env, docs, when: str, wait: float) -> tuple[subprocess.Popen, l
     return proc, workers
 
 
+def _assert_rerun_equals(tmp_path, docs, settings, expected) -> None:
+    """After the kills, one plain `kb ingest` gives exactly the clean build, and `kb check` passes."""
+    done = run_kb(kb_env(tmp_path), "ingest", docs)
+    assert done.returncode == 0, done.stderr
+    assert _snapshot(settings) == expected
+    assert check(settings, embedder=HashingEmbedder()).ok
+
+
 def _assert_consistent(settings, *allowed_versions: dict[str, tuple]) -> int:
     """The KB opens, answers and agrees with itself; each stored document is whole, in one of the allowed versions.
 
@@ -201,10 +209,7 @@ def test_killed_ingest_leaves_a_working_kb_and_rerun_completes(tmp_path):
         assert wait_for(lambda ws=workers: not any(alive(w) for w in ws), timeout=10), "parse worker left running"
     assert any(0 < n < len(reference) for n in stored), f"no kill landed mid-run ({stored}): the test proves nothing"
 
-    done = run_kb(kb_env(tmp_path), "ingest", docs)
-    assert done.returncode == 0, done.stderr
-    assert _snapshot(settings) == reference
-    assert check(settings, embedder=HashingEmbedder()).ok
+    _assert_rerun_equals(tmp_path, docs, settings, reference)
 
 
 @linux_only
@@ -229,10 +234,7 @@ def test_killed_sync_keeps_each_document_whole(tmp_path):
     for when, wait in (("commit", 0.05), ("manifest", 1.0)):
         _kill_ingest(env, docs, when, wait)
         _assert_consistent(settings, before, after)
-    done = run_kb(kb_env(tmp_path), "ingest", docs)
-    assert done.returncode == 0, done.stderr
-    assert _snapshot(settings) == after
-    assert check(settings, embedder=HashingEmbedder()).ok
+    _assert_rerun_equals(tmp_path, docs, settings, after)
 
 
 @linux_only

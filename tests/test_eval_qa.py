@@ -53,6 +53,12 @@ def _squad(tmp_path):
     return path
 
 
+def _eval_args(tmp_path) -> list[str]:
+    """`kb eval qa` on the small SQuAD set, one of five documents held out, extractive, JSON."""
+    return ["eval", "qa", str(_squad(tmp_path)), "--extractive", "--holdout", "0.2", "--seed", "3",
+            "--kb", str(tmp_path / "kb"), "--json"]  # fmt: skip
+
+
 def test_load_squad_and_jsonl(tmp_path):
     data = load_qa(_squad(tmp_path))
     assert len(data.items) == 5 and set(data.corpus) == set(DOCS)
@@ -83,24 +89,7 @@ def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
     monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
     out = tmp_path / "per-question.jsonl"
-    result = CliRunner().invoke(
-        app,
-        [
-            "eval",
-            "qa",
-            str(_squad(tmp_path)),
-            "--extractive",
-            "--holdout",
-            "0.2",
-            "--seed",
-            "3",
-            "--kb",
-            str(tmp_path / "kb"),
-            "--out",
-            str(out),
-            "--json",
-        ],
-    )
+    result = CliRunner().invoke(app, [*_eval_args(tmp_path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
     assert m["questions"] == 5 and m["questions_doc_excluded"] == 1 and m["documents_indexed"] == 4
@@ -117,19 +106,7 @@ def test_thresholds_score_one_run_as_if_asked_at_each(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
     monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
     out = tmp_path / "rows.jsonl"
-    args = [
-        "eval",
-        "qa",
-        str(_squad(tmp_path)),
-        "--extractive",
-        "--holdout",
-        "0.2",
-        "--seed",
-        "3",
-        "--kb",
-        str(tmp_path / "kb"),
-        "--json",
-    ]
+    args = _eval_args(tmp_path)
     result = CliRunner().invoke(app, [*args, "--out", str(out), "--thresholds", "0.0,0.3,2"])
     assert result.exit_code == 0, result.output
     m = json.loads(result.stdout)
