@@ -56,12 +56,7 @@ class Source:
         c = self.hit.chunk
         out = {
             "n": self.n,
-            "path": c.path,
-            "title": c.title,
-            "page_start": c.page_start,
-            "page_end": c.page_end,
-            "heading": list(c.heading_path),
-            "chunk_id": c.id,
+            **c.location_json(),
             "score": self.hit.score,
             "relevance": self.hit.dense,
             "text": c.text,

@@ -179,7 +179,7 @@ def summarize_records(
 ) -> dict:
     """The headline metrics over all records (scored as if refused below `threshold`, if given)."""
     if threshold is not None:
-        records = [r if not refused_at(r, threshold) or r.answer.refused else _as_refusal(r) for r in records]
+        records = [_as_refusal(r) if refused_at(r, threshold) else r for r in records]
     present = [(r, r.flags(doc_of)) for r in records if not r.excluded]
     absent = [(r, r.flags(doc_of)) for r in records if r.excluded]
     n = max(1, len(present))

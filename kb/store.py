@@ -93,6 +93,17 @@ class ChunkRow:
     page_end: int | None
     heading_path: tuple[str, ...]
 
+    def location_json(self) -> dict:
+        """Where the chunk comes from, as search hits and answer sources print it."""
+        return {
+            "path": self.path,
+            "title": self.title,
+            "page_start": self.page_start,
+            "page_end": self.page_end,
+            "heading": list(self.heading_path),
+            "chunk_id": self.id,
+        }
+
 
 _CHUNK_SELECT = """
 SELECT c.id, c.doc_id, d.path, d.title, c.ordinal, c.text, c.char_start, c.char_end,
