@@ -40,6 +40,15 @@ def _doc(text: str, **kw: Any) -> Any:
     return field(metadata={"doc": text}, **kw)
 
 
+def model_cache_root() -> Path:
+    """Where models derived locally (ONNX exports, converted GGUF files) are cached:
+    $KB_MODEL_CACHE, else $XDG_CACHE_HOME/kb/models or ~/.cache/kb/models."""
+    if os.environ.get("KB_MODEL_CACHE"):
+        return Path(os.environ["KB_MODEL_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kb" / "models"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every tunable of kb. Each field documents itself; `kb config` lists them."""

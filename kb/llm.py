@@ -203,7 +203,7 @@ def converted_gguf(path: Path, target: str, cache: Path | None = None) -> Path:
         return path
     import llama_cpp
 
-    from kb.onnx_embed import model_cache_root
+    from kb.config import model_cache_root
 
     st = path.stat()
     out = (cache or model_cache_root()) / f"{path.stem}-{st.st_size}-{int(st.st_mtime)}.{target}.gguf"

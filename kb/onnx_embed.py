@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from kb.config import model_cache_root
 from kb.errors import ModelNotFound
 
 EXPORT_VERSION = 1  # bump when the exported files change, so old caches are not reused
@@ -55,14 +56,6 @@ _CHECK_TEXTS = (
 
 class ExportError(ModelNotFound):
     """The model could not be exported to (or checked as) ONNX."""
-
-
-def model_cache_root() -> Path:
-    """Where exported models are cached: $KB_MODEL_CACHE, else $XDG_CACHE_HOME/kb/models or ~/.cache/kb/models."""
-    if os.environ.get("KB_MODEL_CACHE"):
-        return Path(os.environ["KB_MODEL_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kb" / "models"
 
 
 @dataclass(frozen=True)
