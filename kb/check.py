@@ -278,7 +278,6 @@ def _note_missing_files(report: CheckReport, store: Store) -> None:
 def _check_faiss(report: CheckReport, store: Store, dim: int | None, busy: bool) -> None:
     """The FAISS file is of the store's generation and holds exactly the stored vectors."""
     folder = report.folder
-    generation = store.generation()
     report.counts["vectors"] = None
     if dim is None:
         return
@@ -292,17 +291,20 @@ def _check_faiss(report: CheckReport, store: Store, dim: int | None, busy: bool)
     index, state = loaded
     report.counts["vectors"] = index.size
     report.counts["faiss_generation"] = state.get("generation")
-    if state.get("generation") != generation:
-        message = (
-            f"the FAISS file is of store generation {state.get('generation')}, the store is at "
-            f"{generation} (rebuilt from SQLite on open; repair saves it)"
-        )
-        if busy:
-            report.notes.append(message)
-        else:
-            report.add("faiss_stale", message)
-        return
+    # The generation and the stored chunks are read in one snapshot: a writer committing between
+    # the two reads made a current-looking FAISS file seem to miss the new chunks.
     with store.snapshot():
+        generation = store.generation()
+        if state.get("generation") != generation:
+            message = (
+                f"the FAISS file is of store generation {state.get('generation')}, the store is at "
+                f"{generation} (rebuilt from SQLite on open; repair saves it)"
+            )
+            if busy:
+                report.notes.append(message)
+            else:
+                report.add("faiss_stale", message)
+            return
         _compare_vectors(report, store, index, dim)
 
 

@@ -12,6 +12,7 @@ from kb.check import check, repair
 from kb.indexer import ingest
 from kb.knowledge import KnowledgeBase
 from kb.retrieval import Retriever
+from kb.store import Store
 from kb.vectors import VectorIndex
 
 
@@ -228,3 +229,23 @@ def test_damaged_database_file(built, fake_embedder):
     assert report.codes() == {"store_damaged"} and not report.problems[0].fixable
     with pytest.raises(KBDamaged, match="kb check"):
         KnowledgeBase(built, embedder=fake_embedder)
+
+
+def test_a_writer_committing_during_check_is_not_reported_as_damage(built, fake_embedder, monkeypatch):
+    """The FAISS file is judged against the store generation read in the same snapshot as the chunks."""
+    load = VectorIndex.load
+
+    def load_then_commit(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        writer = Store(built.home / "kb.sqlite")  # a writer removes a document right now
+        try:
+            writer.remove_document(writer.documents()[0].path)
+        finally:
+            writer.close()
+        return loaded
+
+    monkeypatch.setattr("kb.check.writer_active", lambda folder: True)
+    monkeypatch.setattr("kb.check.VectorIndex.load", load_then_commit)
+    report = check(built, embedder=fake_embedder)
+    assert report.ok, report.problems
+    assert any("FAISS file is of store generation" in n for n in report.notes)
