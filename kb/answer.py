@@ -20,7 +20,15 @@ from kb.knowledge import KnowledgeBase
 from kb.llm import LLM, Message
 from kb.retrieval import STOPWORDS, Hit, Retriever
 from kb.store import Store
-from kb.verify import Span, best_quote, content_terms, local_support, parse_citations, split_sentences
+from kb.verify import (
+    Span,
+    best_quote,
+    content_terms,
+    content_words,
+    local_support,
+    parse_citations,
+    split_sentences,
+)
 
 PROMPT_VERSION = 1
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -213,12 +221,30 @@ def _is_heading(text: str) -> bool:
     return len(text.split()) <= 6 and text[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in text)
 
 
-def rank_sentences(question: str, hits: list[Hit], embed: Callable[[list[str]], np.ndarray]) -> list[Candidate]:
+def term_weights(question: str, store: Store) -> dict[str, float]:
+    """The IDF of each content term of the question in the knowledge base: the rare, specific
+    words of a question ("fecal", "2014") weigh more than the ones every passage holds."""
+    n = max(1, store.counts()["chunks"])
+    return {
+        term: math.log((n + 1) / (store.term_matches(word, [])[0] + 0.5))
+        for term, word in content_words(question).items()
+    }
+
+
+def rank_sentences(
+    question: str,
+    hits: list[Hit],
+    embed: Callable[[list[str]], np.ndarray],
+    weights: dict[str, float] | None = None,
+) -> list[Candidate]:
     """Every sentence of the passages, best answer candidates first.
 
     Similarity is measured on the bare sentence (adding its heading made off-topic questions
     look answerable on the samples: 43/47 against 45/47), while shared words are also counted
-    in the heading it sits under ("Your first day" for "Please arrive at 9:00").
+    in the heading it sits under ("Your first day" for "Please arrive at 9:00"). Shared words
+    count by `weights` (`term_weights`, IDF) when given, else equally: on COVID-QA, IDF
+    weighting chose a sentence of the right article more often (0.80 to 0.81) and raised
+    evidence recall by 1-2 points on both halves of the articles.
     """
     spans: list[tuple[int, Span, str]] = []
     for n, hit in enumerate(hits, start=1):
@@ -232,9 +258,11 @@ def rank_sentences(question: str, hits: list[Hit], embed: Callable[[list[str]], 
     vecs = embed([question] + [sp.text for _, sp, _ in spans])
     sims = vecs[1:] @ vecs[0]
     q_terms = content_terms(question)
+    weight = {t: (weights or {}).get(t, 1.0) for t in q_terms}
+    total = sum(weight.values()) or 1.0
     out = []
     for (n, sp, ctx), sim in zip(spans, sims, strict=True):
-        overlap = len(q_terms & content_terms(ctx)) / max(1, len(q_terms))
+        overlap = sum(weight[t] for t in q_terms & content_terms(ctx)) / total
         # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
         out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim)))
     return sorted(out, key=lambda c: -c.score)
@@ -421,10 +449,11 @@ class Answerer:
         relevance = max((h.dense or 0.0 for h in hits), default=0.0)
         if not hits or relevance < self.min_relevance:
             return self._refusal(question, hits, timings, f"no passage is relevant enough (best {relevance:.2f})")
-        ranked = rank_sentences(question, hits, self.retriever.embed_queries)
+        store = self.retriever.kb.store
+        ranked = rank_sentences(question, hits, self.retriever.embed_queries, term_weights(question, store))
         if not ranked:
             return self._refusal(question, hits, timings, "the closest passages hold no sentence to answer with")
-        coverage = question_coverage(question, hits, self.retriever.kb.store)
+        coverage = question_coverage(question, hits, store)
         margin = document_margin(pool)
         score = answerability(ranked[0], coverage, margin)
         timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]

@@ -123,7 +123,7 @@ class Settings:
         "`kb ask` refuses when no passage is at least this similar to the question (cosine, 0-1).", default=0.2
     )
     min_answerability: float = _doc(
-        "`kb ask` refuses below this answerability: 0.6 x best sentence score (cosine + shared words) "
+        "`kb ask` refuses below this answerability: 0.6 x best sentence score (cosine + IDF-weighted shared words) "
         "+ 0.2 x question-word coverage of a top passage + 0.1 x the best document's margin over the "
         "next one. Raise it to refuse more readily, lower it to answer more (the README has the trade-off).",
         default=0.56,

@@ -105,6 +105,15 @@ def content_terms(text: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS}
 
 
+def content_words(text: str) -> dict[str, str]:
+    """Each content term of `content_terms`, with the first word of the text it comes from."""
+    out: dict[str, str] = {}
+    for w in _WORD.findall(text):
+        if w.lower() not in STOPWORDS:
+            out.setdefault(_stem(w), w.lower())
+    return out
+
+
 def numbers(text: str) -> set[str]:
     """Numbers as written (thousand separators removed), for exact matching."""
     return {n.replace(",", "") for n in _NUMBER.findall(text)}
