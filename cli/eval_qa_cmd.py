@@ -19,6 +19,11 @@ def register(eval_app: typer.Typer) -> None:
     eval_app.command("qa")(qa)
 
 
+def _rate(value: float | None) -> str:
+    """A share for the report; n/a when there was nothing to share."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _cache_home() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "kb" / "eval-qa"
@@ -27,7 +32,10 @@ def _cache_home() -> Path:
 def qa(
     file: Annotated[
         Path,
-        typer.Argument(help="SQuAD JSON (contexts become the corpus) or JSONL with question, answers, optional doc."),
+        typer.Argument(
+            help="SQuAD JSON (contexts become the corpus; is_impossible questions must be refused) or JSONL with "
+            "question, answers, optional doc (rows with neither answers nor doc must be refused)."
+        ),
     ],
     corpus: Annotated[
         Path | None, typer.Option("--corpus", help="Folder of documents (needed for JSONL questions).")
@@ -73,6 +81,7 @@ def qa(
     the gold document present and held out, and latency p50/p95."""
     import random
 
+    from ingest.discover import discover
     from kb.answer import Answerer
     from kb.errors import InputError
     from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, sweep, write_corpus
@@ -85,21 +94,23 @@ def qa(
         raise typer.BadParameter(f"--thresholds: {exc}") from exc
     data = load_qa(file)
     if not data.items:
-        raise InputError(f"{file}: no questions with answers")
+        raise InputError(f"{file}: no questions")
     tag = hashlib.sha256(f"{file.resolve()}|{corpus}|{holdout}|{seed}".encode()).hexdigest()[:12]
     home = kb or _cache_home() / f"{file.stem}-{tag}"
     s = settings(
         config, home=home, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
     )
     if data.corpus:
-        docs = write_corpus(data.corpus, home.parent / f"{home.name}-corpus")
+        docs = list(write_corpus(data.corpus, home.parent / f"{home.name}-corpus").values())
     elif corpus and corpus.is_dir():
-        docs = {p.name: p for p in sorted(corpus.rglob("*")) if p.is_file()}
+        # The files `kb ingest` would take (.kbignore and hidden files respected), not the questions.
+        docs = [p for p in discover([corpus]) if p.resolve() != file.resolve()]
     else:
         raise InputError(f"{file}: JSONL questions need --corpus DIR with the documents")
-    gold_docs = sorted({i.doc for i in data.items if i.doc and i.doc in docs})
+    names = {p.name for p in docs}
+    gold_docs = sorted({i.doc for i in data.items if i.doc and i.doc in names})
     excluded = held_out(gold_docs, holdout, seed)
-    keep = [p for name, p in docs.items() if name not in excluded]
+    keep = [p for p in docs if p.name not in excluded]
     items = list(data.items)
     if limit:
         random.Random(seed).shuffle(items)
@@ -131,6 +142,7 @@ def qa(
                             "question": rec.item.question,
                             "gold_answers": list(rec.item.answers),
                             "gold_doc": rec.item.doc,
+                            "answerable": rec.item.answerable,
                             "doc_excluded": rec.excluded,
                             **rec.flags(lambda p: Path(p).name),
                             "answer": rec.answer.to_json(),
@@ -165,6 +177,7 @@ def qa(
             "questions (doc present / held out)",
             f"{metrics['questions_doc_present']} / {metrics['questions_doc_excluded']}",
         ),
+        ("unanswerable questions (marked so in FILE)", str(metrics["questions_unanswerable"])),
         ("answer recall (gold text in answer)", f"{metrics['answer_recall']:.3f}"),
         ("evidence recall (gold text in cited passages)", f"{metrics['evidence_recall']:.3f}"),
         ("gold document cited", f"{metrics['gold_doc_cited']:.3f}"),
@@ -172,10 +185,8 @@ def qa(
         ("citations to passages not retrieved", str(metrics["unretrieved_citations"])),
         ("sentences that passed verification", f"{metrics['verified_sentence_share']:.3f}"),
         ("answered when the doc is present", f"{metrics['answered_when_doc_present']:.3f}"),
-        (
-            "refused when the doc is held out",
-            "n/a" if metrics["refusal_rate_doc_excluded"] is None else f"{metrics['refusal_rate_doc_excluded']:.3f}",
-        ),
+        ("refused when the doc is held out", _rate(metrics["refusal_rate_doc_excluded"])),
+        ("refused when unanswerable", _rate(metrics["refusal_rate_unanswerable"])),
         ("answer modes", ", ".join(f"{k} {v}" for k, v in metrics["modes"].items())),
         ("latency p50 / p95 (s)", f"{metrics['latency_p50']:.2f} / {metrics['latency_p95']:.2f}"),
     ]
@@ -183,11 +194,13 @@ def qa(
     for name, value in rows:
         typer.echo(f"{name:<{width}}  {value}")
     if sweep_at:
-        typer.echo("\nmin_answerability  answered(present)  refused(held out)  evidence recall  citation precision")
+        typer.echo(
+            "\nmin_answerability  answered(present)  refused(held out)  refused(unanswerable)  evidence recall  "
+            "citation precision"
+        )
         for row in metrics["sweep"]:
-            held = row["refusal_rate_doc_excluded"]
             typer.echo(
                 f"{row['min_answerability']:<17.3f}  {row['answered_when_doc_present']:<17.3f}  "
-                f"{'n/a' if held is None else f'{held:.3f}':<17}  {row['evidence_recall']:<15.3f}  "
-                f"{row['citation_precision']:.3f}"
+                f"{_rate(row['refusal_rate_doc_excluded']):<17}  {_rate(row['refusal_rate_unanswerable']):<21}  "
+                f"{row['evidence_recall']:<15.3f}  {row['citation_precision']:.3f}"
             )

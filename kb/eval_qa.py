@@ -1,8 +1,10 @@
 """Question-answering evaluation: ingest a corpus, ask every question in one process, and score
 answers, evidence, citations, verification, refusals and latency.
 
-Unanswerable questions are made by holding documents out: a seeded fraction of the gold
-documents is left out of the knowledge base, and the questions about them must be refused.
+Two kinds of question must be refused: those the data marks unanswerable (SQuAD 2.0
+`is_impossible`, or JSONL rows without answers and document), and those made unanswerable by
+holding documents out: a seeded fraction of the gold documents is left out of the knowledge
+base, and the questions about them must be refused.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from kb.metrics import percentile
 
 @dataclass(frozen=True)
 class QAItem:
-    """One question with its gold answers and, when known, its gold document key."""
+    """One question with its gold answers and, when known, its gold document key; an
+    unanswerable one (the documents do not answer it) has no answers and must be refused."""
 
     id: str
     question: str
     answers: tuple[str, ...]
     doc: str | None = None
+    answerable: bool = True
 
 
 @dataclass
@@ -42,7 +46,8 @@ def _safe_key(raw: str) -> str:
 
 
 def load_qa(path: Path) -> QAData:
-    """Read SQuAD JSON (contexts become documents) or JSONL (`question`, `answers`, optional `doc`)."""
+    """Read SQuAD JSON (contexts become documents) or JSONL (`question`, `answers`, optional `doc`,
+    optional `answerable`/`is_impossible`)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
@@ -66,11 +71,13 @@ def _load_squad(data: dict) -> QAData:
         corpus[key] = "\n\n".join(p["context"] for p in paragraphs)
         for p in paragraphs:
             for qa in p["qas"]:
-                if qa.get("is_impossible"):
+                question = qa["question"].strip()
+                if qa.get("is_impossible"):  # SQuAD 2.0: the article does not answer it
+                    items.append(QAItem(str(qa["id"]), question, (), f"{key}.txt", answerable=False))
                     continue
                 answers = tuple(dict.fromkeys(a["text"].strip() for a in qa["answers"] if a["text"].strip()))
                 if answers:
-                    items.append(QAItem(str(qa["id"]), qa["question"].strip(), answers, f"{key}.txt"))
+                    items.append(QAItem(str(qa["id"]), question, answers, f"{key}.txt"))
     return QAData(items, corpus)
 
 
@@ -82,9 +89,13 @@ def _load_jsonl(path: Path, text: str) -> QAData:
         try:
             obj = json.loads(line)
             answers = obj.get("answers", obj.get("answer"))
-            answers = [answers] if isinstance(answers, str) else list(answers or [])
+            answers = [answers] if isinstance(answers, str) else [a for a in answers or [] if a]
             doc = obj.get("doc") or obj.get("document") or obj.get("file")
-            items.append(QAItem(str(obj.get("id", n)), str(obj["question"]), tuple(answers), doc and Path(doc).name))
+            # Unanswerable when marked so, or when the row names neither an answer nor a document.
+            answerable = bool(obj.get("answerable", not obj.get("is_impossible", False))) and bool(answers or doc)
+            items.append(
+                QAItem(str(obj.get("id", n)), str(obj["question"]), tuple(answers), doc and Path(doc).name, answerable)
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}:{n}: expected JSON with 'question' and 'answers' ({exc})") from exc
     return QAData(items)
@@ -159,7 +170,7 @@ def ask_all(
     """Ask every question in turn (one process, models loaded once)."""
     for i, item in enumerate(items):
         answer = answerer.ask(item.question, extractive=extractive)
-        yield QARecord(item, item.doc in excluded, answer, answer.timings.get("total", 0.0))
+        yield QARecord(item, item.answerable and item.doc in excluded, answer, answer.timings.get("total", 0.0))
         if progress:
             progress(i + 1, len(items))
 
@@ -180,11 +191,13 @@ def summarize_records(
     """The headline metrics over all records (scored as if refused below `threshold`, if given)."""
     if threshold is not None:
         records = [_as_refusal(r) if refused_at(r, threshold) else r for r in records]
-    present = [(r, r.flags(doc_of)) for r in records if not r.excluded]
+    present = [(r, r.flags(doc_of)) for r in records if r.item.answerable and not r.excluded]
     absent = [(r, r.flags(doc_of)) for r in records if r.excluded]
+    unanswerable = [(r, r.flags(doc_of)) for r in records if not r.item.answerable]
+    every = present + absent + unanswerable
     n = max(1, len(present))
     cites = sum(f["citations"] for _, f in present)
-    sentences = sum(f["sentences"] for _, f in present + absent)
+    sentences = sum(f["sentences"] for _, f in every)
     secs = [r.seconds for r in records]
 
     def share(rows: list, key: str) -> float:
@@ -194,15 +207,17 @@ def summarize_records(
         "questions": len(records),
         "questions_doc_present": len(present),
         "questions_doc_excluded": len(absent),
+        "questions_unanswerable": len(unanswerable),
         "answer_recall": sum(1 for _, f in present if f["answer_has_gold"]) / n,
         "evidence_recall": sum(1 for _, f in present if f["evidence_has_gold"]) / n,
         "gold_doc_cited": share(present, "cites_gold_doc"),
         "citation_precision": sum(f["good_citations"] for _, f in present) / max(1, cites),
-        "unretrieved_citations": sum(f["unretrieved_citations"] for _, f in present + absent),
-        "verified_sentence_share": sum(f["supported_sentences"] for _, f in present + absent) / max(1, sentences),
+        "unretrieved_citations": sum(f["unretrieved_citations"] for _, f in every),
+        "verified_sentence_share": sum(f["supported_sentences"] for _, f in every) / max(1, sentences),
         "answered_when_doc_present": share(present, "answered"),
         "refusal_rate_doc_present": 1 - share(present, "answered"),
         "refusal_rate_doc_excluded": (1 - share(absent, "answered")) if absent else None,
+        "refusal_rate_unanswerable": (1 - share(unanswerable, "answered")) if unanswerable else None,
         "modes": {m: sum(1 for r in records if r.answer.mode == m) for m in ("generative", "extractive", "refusal")},
         "latency_p50": percentile(secs, 50) if secs else 0.0,
         "latency_p95": percentile(secs, 95) if secs else 0.0,
@@ -230,6 +245,7 @@ def sweep(records: list[QARecord], doc_of: Callable[[str], str | None], threshol
                     for k in (
                         "answered_when_doc_present",
                         "refusal_rate_doc_excluded",
+                        "refusal_rate_unanswerable",
                         "evidence_recall",
                         "citation_precision",
                         "answer_recall",

@@ -71,6 +71,26 @@ def test_load_squad_and_jsonl(tmp_path):
     items = load_qa(jl).items
     assert items[0].doc == "leave.txt" and items[0].answers == ("A",)
     assert items[1].id == "7" and items[1].answers == ("B", "C") and items[1].doc is None
+    assert items[0].answerable and items[1].answerable
+
+
+def test_unanswerable_questions_are_loaded_not_dropped(tmp_path):
+    jl = tmp_path / "q.jsonl"
+    jl.write_text(
+        '{"question": "Dog?", "answer": null, "file": null}\n'
+        '{"question": "Cat?", "answers": [], "doc": "leave.txt", "answerable": false}\n'
+        '{"question": "Bird?", "answers": ["x"], "is_impossible": true}\n'
+        '{"question": "Leave?", "answers": [], "doc": "leave.txt"}\n'
+    )
+    assert [i.answerable for i in load_qa(jl).items] == [False, False, False, True]
+    squad = json.loads(_squad(tmp_path).read_text())
+    squad["data"][0]["paragraphs"][0]["qas"].append(
+        {"id": "x", "question": "Who won the cup?", "answers": [], "is_impossible": True}
+    )
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(squad))
+    items = load_qa(path).items
+    assert len(items) == 6 and [i.id for i in items if not i.answerable] == ["x"]
 
 
 def test_contains_gold_ignores_case_space_punctuation():
@@ -99,6 +119,41 @@ def test_eval_qa_command_end_to_end(tmp_path, monkeypatch):
     assert len(rows) == 5 and {r["id"] for r in rows} == set(DOCS)
     excluded = [r for r in rows if r["doc_excluded"]]
     assert len(excluded) == 1 and not excluded[0]["cites_gold_doc"]
+
+
+def test_unanswerable_questions_are_scored_as_refusals(tmp_path, monkeypatch):
+    """A JSONL set over a corpus folder: the rows without answer and document must be refused
+    and are reported apart from the held-out ones; they do not count as answerable."""
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
+    monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    rows = []
+    for key, text in DOCS.items():
+        (corpus / f"{key}.md").write_text(text)
+        rows.append({"id": key, "question": QUESTIONS[key][0], "answer": QUESTIONS[key][1], "file": f"{key}.md"})
+    rows.append({"id": "moon", "question": "What is the distance from the earth to the moon?", "answer": None})
+    # Like samples/: the questions and notes sit in the corpus folder, the notes in .kbignore.
+    (corpus / "notes.md").write_text("The moon is 384,400 km from the earth.")
+    (corpus / ".kbignore").write_text("notes.md\n")
+    qa = corpus / "q.jsonl"
+    qa.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "rows.jsonl"
+    args = ["eval", "qa", str(qa), "--corpus", str(corpus), "--holdout", "0", "--extractive",
+            "--kb", str(tmp_path / "kb"), "--json", "--out", str(out), "--thresholds", "0.3,9"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["questions_doc_present"] == 5 and m["questions_unanswerable"] == 1 and m["documents_indexed"] == 5
+    assert m["refusal_rate_doc_excluded"] is None and m["refusal_rate_unanswerable"] == 1.0
+    assert m["evidence_recall"] == 1.0 and m["answered_when_doc_present"] == 1.0
+    assert [r["refusal_rate_unanswerable"] for r in m["sweep"]] == [1.0, 1.0]
+    moon = [json.loads(line) for line in out.read_text().splitlines()][-1]
+    assert moon["id"] == "moon" and not moon["answerable"] and moon["answer"]["refused"]
+    text = CliRunner().invoke(app, [*args[:-5], "--thresholds", "0.3"])
+    lines = {line.rsplit("  ", 1)[0].strip(): line.split()[-1] for line in text.stdout.splitlines() if line.strip()}
+    assert lines["refused when unanswerable"] == "1.000" and lines["refused when the doc is held out"] == "n/a"
 
 
 def test_thresholds_score_one_run_as_if_asked_at_each(tmp_path, monkeypatch):
