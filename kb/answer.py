@@ -216,9 +216,20 @@ class Candidate:
     similarity: float  # cosine to the question alone
 
 
+# A page number before a capitalised title ("34 Reliance Foundation"; "28 days" is a quantity)
+# or after dot leaders ("Introduction ..... 12"; "Employees in Germany 1200" is a table row).
+_PAGE_NUMBER = re.compile(r"^\d{1,4}\s+(?=[A-Z])|\s*\.{3,}\s*\d{1,4}$")
+
+
 def _is_heading(text: str) -> bool:
-    """A short line without punctuation, digits or cells: a title, not an answer."""
-    return len(text.split()) <= 6 and text[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in text)
+    """A short line without punctuation, digits or cells: a title, not an answer. A line of a
+    table of contents ("34 Reliance Foundation", "Introduction ..... 12") is one too, once its page
+    number is set aside: it names a topic, and a question's words match it well (a PDF report's
+    contents page answered "How many new jobs did Reliance create?" with "2 Reliance at a Glance")."""
+    title = _PAGE_NUMBER.sub("", text.strip()) or text
+    return (
+        len(title.split()) <= 6 and title[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in title)
+    )
 
 
 def term_weights(question: str, store: Store) -> dict[str, float]:

@@ -3,6 +3,7 @@ fallback, refusal, evidence packing and prompt-injection handling."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from kb.answer import (
@@ -218,3 +219,32 @@ def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
     assert [c.n for c in supporting_sentences(ranked, hits, most=3)] == [1, 3]
     cut = [_cand(1, 0.9, same), _cand(2, 0.89, "The virus binds the receptor"), _cand(3, 0.8)]
     assert [c.n for c in supporting_sentences(cut, hits, most=3)] == [1, 3]  # a chunk edge cut it off
+
+
+def _flat(texts: list[str]) -> np.ndarray:
+    """Every text the same vector: ranking then rests on shared words alone."""
+    return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+
+def test_contents_lines_are_not_answer_candidates_but_quantities_are():
+    contents = (
+        "Contents\n2 Reliance at a Glance\n34 Reliance Foundation\nIntroduction to Reliance ..... 12\n"
+        "28 new jobs at Reliance plants\nReliance created 2,32,822 new jobs in the year."
+    )
+    texts = [
+        c.span.text for c in rank_sentences("How many new jobs did Reliance create?", [_hit(1, 10, contents)], _flat)
+    ]
+    assert "Reliance created 2,32,822 new jobs in the year." in texts
+    assert "28 new jobs at Reliance plants" in texts  # a quantity, not a page number
+    assert not any("Glance" in t or "Foundation" in t or "Introduction" in t for t in texts)
+
+
+def test_shared_rare_words_outweigh_common_ones_with_term_weights():
+    passage = "The policy covers the whole company staff. Smoking breaks are counted as working time."
+    hits = [_hit(1, 10, passage)]
+    question = "What is the company policy on smoking breaks?"
+    flat = rank_sentences(question, hits, _flat)
+    assert flat[0].score == flat[1].score  # two shared words each
+    weights = {"company": 0.2, "policy": 0.2, "smok": 3.0, "break": 3.0}
+    weighted = rank_sentences(question, hits, _flat, weights)
+    assert weighted[0].span.text.startswith("Smoking breaks") and weighted[0].score > weighted[1].score
