@@ -227,9 +227,7 @@ def _is_heading(text: str) -> bool:
     number is set aside: it names a topic, and a question's words match it well (a PDF report's
     contents page answered "How many new jobs did Reliance create?" with "2 Reliance at a Glance")."""
     title = _PAGE_NUMBER.sub("", text.strip()) or text
-    return (
-        len(title.split()) <= 6 and title[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in title)
-    )
+    return len(title.split()) <= 6 and title[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in title)
 
 
 def term_weights(question: str, store: Store) -> dict[str, float]:
