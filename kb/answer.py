@@ -26,6 +26,7 @@ from kb.verify import (
     content_terms,
     content_words,
     local_support,
+    numbers,
     parse_citations,
     split_sentences,
 )
@@ -175,14 +176,17 @@ def build_messages(question: str, hits: list[Hit]) -> list[Message]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
-def verify_answer(raw: str, hits: list[Hit]) -> list[Sentence]:
+def verify_answer(raw: str, hits: list[Hit], question: str = "") -> list[Sentence]:
     """Split the model's answer into sentences, resolve their citations and check each one.
 
     Citations to unknown source numbers are dropped. A sentence without a valid citation is
     attributed to the passage that backs it best, if any does. A sentence counts as supported
-    when its best cited passage contains enough of its content words and all of its numbers.
+    when its best cited passage contains enough of its content words and all of its numbers,
+    and it says something the question does not: "The revised definition of pneumonia is." is
+    backed by any passage that names the question's terms, and answers nothing.
     """
     valid = set(range(1, len(hits) + 1))
+    asked = content_terms(question)
     out = []
     for span in split_sentences(raw):
         text, cites = parse_citations(span.text, valid)
@@ -196,7 +200,8 @@ def verify_answer(raw: str, hits: list[Hit]) -> list[Sentence]:
         score = max((scores[n] for n in cites), default=0.0)
         # Keep only the citations that themselves back the sentence.
         cites = [n for n in cites if scores[n] >= SUPPORT_THRESHOLD] or cites
-        out.append(Sentence(text, tuple(cites), score >= SUPPORT_THRESHOLD, score))
+        says_more = bool(content_terms(text) - asked)
+        out.append(Sentence(text, tuple(cites), score >= SUPPORT_THRESHOLD and says_more, score))
     return out
 
 
@@ -277,8 +282,23 @@ def rank_sentences(
     return sorted(out, key=lambda c: -c.score)
 
 
-def _rests_on_top_sentence(sentence: Sentence, packed: list[Hit], hits: list[Hit], top: list[Candidate]) -> bool:
-    """Whether the quote that backs `sentence` in a passage it cites overlaps one of `top`."""
+def _rests_on_top_sentence(
+    sentence: Sentence, question: str, packed: list[Hit], hits: list[Hit], top: list[Candidate]
+) -> bool:
+    """Whether `sentence` is drawn from `top`, the sentences ranked best for the question
+    independently of the model: the quote that backs it in a passage it cites overlaps one of
+    them, and what it adds to the question (its other words, every number) is mostly in them.
+
+    The second part catches a small model's favourite error: restating the question and
+    completing it with a name or figure from a nearby sentence ("The cells that show the
+    response are Vero cells" where the top sentence names RoNi/7.1 cells).
+    """
+    tops = " ".join(complete_span(hits[c.n - 1].chunk.text, c.span).text for c in top)
+    added = content_terms(sentence.text) - content_terms(question)
+    if not added or len(added & content_terms(tops)) / len(added) < SUPPORT_THRESHOLD:
+        return False
+    if not numbers(sentence.text) - numbers(question) <= numbers(tops):
+        return False
     for n in sentence.citations:
         hit = packed[n - 1]
         quote = best_quote(sentence.text, hit.chunk.text)
@@ -520,14 +540,14 @@ class Answerer:
         timings["generate"] = time.perf_counter() - t1
         if first:
             timings["first_token"] = first[0]
-        sentences = verify_answer(raw, packed)
+        sentences = verify_answer(raw, packed, question)
         kept = [s for s in sentences if s.supported]
         # Lexical support alone lets a fluent answer built from an off-question passage through
         # (samples: "Which city stores customer data?" answered from the security policy). The
         # model's answer must also rest on one of the sentences ranked best for the question,
         # judged independently of the model: the quote backing one of its sentences must overlap
-        # one of the three best-ranked sentences.
-        if kept and any(_rests_on_top_sentence(s, packed, hits, ranked[:3]) for s in kept):
+        # one of the three best-ranked sentences, which must also hold what it adds to the question.
+        if kept and any(_rests_on_top_sentence(s, question, packed, hits, ranked[:3]) for s in kept):
             return self._compose(question, kept, sentences, packed, "generative")
         fallback = self._extractive(question, hits, ranked)
         fallback.note = (

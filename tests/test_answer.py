@@ -9,6 +9,8 @@ import pytest
 from kb.answer import (
     Answerer,
     Candidate,
+    Sentence,
+    _rests_on_top_sentence,
     answerability,
     build_messages,
     document_margin,
@@ -23,7 +25,7 @@ from kb.indexer import ingest
 from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.store import ChunkRow
-from kb.verify import Span
+from kb.verify import Span, split_sentences
 from tests.fakes import ScriptedLLM
 
 LEAVE = (
@@ -248,3 +250,27 @@ def test_shared_rare_words_outweigh_common_ones_with_term_weights():
     weights = {"company": 0.2, "policy": 0.2, "smok": 3.0, "break": 3.0}
     weighted = rank_sentences(question, hits, _flat, weights)
     assert weighted[0].span.text.startswith("Smoking breaks") and weighted[0].score > weighted[1].score
+
+
+def test_restating_the_question_is_not_an_answer(kb):
+    answerer, _ = _answerer(kb, ["Full-time employees receive days of annual leave [1]."])
+    ans = answerer.ask("How many days of annual leave do full-time employees receive?")
+    assert ans.mode == "extractive" and "28 days" in ans.text
+    assert [s.supported for s in ans.sentences if s.text.startswith("Full-time employees receive days")] == [False]
+
+
+def test_an_answer_must_take_what_it_adds_from_the_best_ranked_sentences():
+    passage = (
+        "The response was studied in three cell lines. RoNi/7.1 cells showed an idiosyncratic interferon "
+        "response. Vero cells lack the interferon genes."
+    )
+    hits = [_hit(1, 10, passage)]
+    second = split_sentences(passage)[1]
+    top = [Candidate(1, second, 0.9, 0.9)]
+    question = "What cells demonstrate an idiosyncratic interferon response?"
+    right = Sentence("RoNi/7.1 cells show an idiosyncratic interferon response.", (1,), True, 1.0)
+    wrong = Sentence("The cells that show an idiosyncratic interferon response are Vero cells.", (1,), True, 1.0)
+    assert _rests_on_top_sentence(right, question, hits, hits, top)
+    assert not _rests_on_top_sentence(wrong, question, hits, hits, top)  # "Vero" is the next sentence's
+    number = Sentence("RoNi/7.1 cells showed 2 idiosyncratic interferon responses.", (1,), True, 1.0)
+    assert not _rests_on_top_sentence(number, question, hits, hits, top)  # its words are, its 2 is not
