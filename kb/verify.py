@@ -32,7 +32,9 @@ _NOT_END = "".join(
 _SENT_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•]\s)|\n(?=#)")
 _WORD = re.compile(r"[^\W_]+(?:[.,:/-][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+# "[1]", "[1, 2]", and the "[Source 1]" / "[source 2; 3]" some instruction-tuned models write.
+_CITE = re.compile(r"\[(?:sources?\s*)?(\d+(?:\s*[,;]\s*(?:sources?\s*)?\d+)*)\]", re.IGNORECASE)
+_CITE_AND_SPACE = re.compile(r"\s*" + _CITE.pattern, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -120,14 +122,14 @@ def numbers(text: str) -> set[str]:
 
 
 def parse_citations(text: str, valid: set[int]) -> tuple[str, list[int]]:
-    """Strip [n] / [n, m] markers from a sentence; return (clean text, valid ids in order)."""
+    """Strip [n] / [n, m] / [Source n] markers from a sentence; return (clean text, valid ids in order)."""
     ids: list[int] = []
     for m in _CITE.finditer(text):
         for part in re.split(r"[,;]", m.group(1)):
-            n = int(part)
+            n = int(re.sub(r"\D", "", part))
             if n in valid and n not in ids:
                 ids.append(n)
-    clean = re.sub(r"\s*" + _CITE.pattern, "", text).strip()
+    clean = _CITE_AND_SPACE.sub("", text).strip()
     return clean, ids
 
 

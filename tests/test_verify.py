@@ -19,6 +19,9 @@ def test_parse_citations_drops_unknown_ids():
     text, ids = parse_citations("Staff get 28 days [1][7] of leave [2, 3].", valid={1, 2})
     assert text == "Staff get 28 days of leave."
     assert ids == [1, 2]
+    text, ids = parse_citations("Staff get 28 days [Source 2] of leave [source 1; Source 2].", valid={1, 2})
+    assert text == "Staff get 28 days of leave." and ids == [2, 1]
+    assert parse_citations("The term [sic] stays.", valid={1}) == ("The term [sic] stays.", [])
 
 
 def test_support_requires_numbers_present():
