@@ -235,14 +235,16 @@ def _is_heading(text: str) -> bool:
     return len(title.split()) <= 6 and title[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in title)
 
 
-def term_weights(question: str, store: Store) -> dict[str, float]:
-    """The IDF of each content term of the question in the knowledge base: the rare, specific
-    words of a question ("fecal", "2014") weigh more than the ones every passage holds."""
-    n = max(1, store.counts()["chunks"])
-    return {
-        term: math.log((n + 1) / (store.term_matches(word, [])[0] + 0.5))
-        for term, word in content_words(question).items()
-    }
+def idf(df: int, n: int) -> float:
+    """Inverse document frequency of a word found in `df` of `n` passages; a word found nowhere
+    weighs most."""
+    return math.log((max(1, n) + 1) / (df + 0.5))
+
+
+def term_weights(question: str, store: Store, n: int) -> dict[str, float]:
+    """The IDF of each content term of the question among the knowledge base's `n` passages: the
+    rare, specific words of a question ("fecal", "2014") weigh more than the ones every passage holds."""
+    return {term: idf(store.term_matches(word, [])[0], n) for term, word in content_words(question).items()}
 
 
 def rank_sentences(
@@ -359,23 +361,22 @@ def complete_span(passage: str, span: Span, max_units: int = 4) -> Span:
     return Span(passage[span.start : units[end].end], span.start, units[end].end)
 
 
-def question_coverage(question: str, hits: list[Hit], store: Store, top: int = 3) -> float:
+def question_coverage(question: str, hits: list[Hit], store: Store, n: int, top: int = 3) -> float:
     """How much of the question's meaning-bearing words one of the best passages contains, 0-1.
 
-    Words are weighted by their rarity in the knowledge base (IDF), so the specific terms of a
-    question count most; a word found nowhere counts fully against coverage. This catches
-    questions about something the documents never mention even when a passage is on a related
-    topic and close in embedding space.
+    Words are weighted by their rarity among the knowledge base's `n` passages (`idf`), so the
+    specific terms of a question count most; a word found nowhere counts fully against coverage.
+    This catches questions about something the documents never mention even when a passage is
+    on a related topic and close in embedding space.
     """
     terms = list(dict.fromkeys(w.lower() for w in _WORDS.findall(question) if w.lower() not in STOPWORDS))
     if not terms or not hits:
         return 0.0
-    n = max(1, store.counts()["chunks"])
     ids = [h.chunk.id for h in hits[:top]]
     weights, present = {}, {}
     for t in terms:
         df, found = store.term_matches(t, ids)
-        weights[t] = math.log((n + 1) / (df + 0.5))
+        weights[t] = idf(df, n)
         present[t] = found
     total = sum(weights.values()) or 1.0
     return max(sum(weights[t] for t in terms if cid in present[t]) / total for cid in ids)
@@ -479,10 +480,11 @@ class Answerer:
         if not hits or relevance < self.min_relevance:
             return self._refusal(question, hits, timings, f"no passage is relevant enough (best {relevance:.2f})")
         store = self.retriever.kb.store
-        ranked = rank_sentences(question, hits, self.retriever.embed_queries, term_weights(question, store))
+        n = store.chunk_count()  # for the IDF of the question's words, in ranking and coverage
+        ranked = rank_sentences(question, hits, self.retriever.embed_queries, term_weights(question, store, n))
         if not ranked:
             return self._refusal(question, hits, timings, "the closest passages hold no sentence to answer with")
-        coverage = question_coverage(question, hits, store)
+        coverage = question_coverage(question, hits, store, n)
         margin = document_margin(pool)
         score = answerability(ranked[0], coverage, margin)
         timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]

@@ -396,12 +396,16 @@ class Store:
         ).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
 
+    def chunk_count(self) -> int:
+        """Number of chunks (passages) stored."""
+        return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         """Numbers of documents, chunks and keyword entries."""
         one = lambda q: int(self.db.execute(q).fetchone()[0])
         return {
             "documents": one("SELECT count(*) FROM documents"),
-            "chunks": one("SELECT count(*) FROM chunks"),
+            "chunks": self.chunk_count(),
             "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
         }
 
