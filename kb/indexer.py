@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,20 +82,26 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
     return f"{context}\n{text}" if context else text
 
 
-def _targets(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(files to consider, folders whose vanished documents should be removed)."""
+def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult]]:
+    """(files to consider, folders whose vanished documents should be removed, a failure for
+    each folder below them that could not be listed)."""
     files: list[Path] = []
     folders: list[Path] = []
+    unreadable: list[FileResult] = []
+
+    def cannot_list(folder: Path, exc: OSError) -> None:
+        unreadable.append(FileResult(str(folder), "failed", f"cannot read folder ({exc.strerror or exc})"))
+
     for p in paths:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
         p = p.resolve()
         if p.is_dir():
             folders.append(p)
-        files.extend(discover([p]))
+        files.extend(discover([p], on_error=cannot_list))
     seen: set[Path] = set()
     unique = [f for f in files if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
-    return unique, folders
+    return unique, folders, unreadable
 
 
 @dataclass(frozen=True)
@@ -214,10 +220,10 @@ def ingest(
     # Load (or rebuild) the vector cache before the store changes, so it is updated, not
     # rebuilt from a half-updated store and then updated again.
     _ = kb.vectors
-    files, folders = _targets(paths)
+    files, folders, unreadable = _targets(paths)
     report = IngestReport()
     stored = {d.path: d for d in kb.store.documents()}
-    vanished = _vanished(stored, files, folders)
+    vanished = _vanished(stored, files, folders, unreadable)
     total = len(files)
     done = 0
 
@@ -230,6 +236,8 @@ def ingest(
             progress(done, total, result)
 
     emit(None)
+    for failure in unreadable:
+        emit(failure, count=False)
     todo: list[_Parse] = []
     for action in _classify(settings, stored, files, vanished):
         if isinstance(action, _Parse):
@@ -314,10 +322,10 @@ def plan(
     `documents` are the stored ones (empty for a knowledge base not created yet).
     """
     started = time.monotonic()
-    files, folders = _targets(paths)
+    files, folders, unreadable = _targets(paths)
     stored = {d.path: d for d in documents}
-    vanished = _vanished(stored, files, folders)
-    report = IngestReport(dry_run=True)
+    vanished = _vanished(stored, files, folders, unreadable)
+    report = IngestReport(dry_run=True, results=list(unreadable))
     for i, action in enumerate(_classify(settings, stored, files, vanished), start=1):
         if isinstance(action, _Parse):
             result = FileResult(str(action.path), "updated" if action.is_update else "added")
@@ -333,13 +341,20 @@ def plan(
     return report
 
 
-def _vanished(stored: Mapping[str, DocumentRow], files: list[Path], folders: list[Path]) -> dict[str, DocumentRow]:
-    """Stored documents inside an ingested folder whose file is no longer there."""
+def _vanished(
+    stored: Mapping[str, DocumentRow], files: list[Path], folders: list[Path], unreadable: Sequence[FileResult] = ()
+) -> dict[str, DocumentRow]:
+    """Stored documents inside an ingested folder whose file is no longer there. Those inside a
+    folder that could not be listed are kept: unreadable is not gone (permissions, a network
+    share that dropped), and nothing already stored may be lost to it."""
     present = {str(f) for f in files}
+    hidden = [Path(r.path) for r in unreadable]
     return {
         p: d
         for p, d in stored.items()
-        if p not in present and any(Path(p).is_relative_to(folder) for folder in folders)
+        if p not in present
+        and any(Path(p).is_relative_to(folder) for folder in folders)
+        and not any(Path(p).is_relative_to(h) for h in hidden)
     }
 
 

@@ -188,6 +188,32 @@ def test_vanished_files_only_removed_under_ingested_folders(settings, fake_embed
         assert [r.path for r in report.results if r.status == "removed"] == [str(docs / "a" / "leave.md")]
 
 
+def test_unreadable_subfolder_is_reported_and_its_documents_kept(settings, fake_embedder, docs, monkeypatch):
+    with _open(settings, fake_embedder) as kb:
+        ingest(kb, [docs], isolate=False)
+        before = {d.path for d in kb.store.documents()}
+        real_scandir = os.scandir
+        blocked = docs / "b"
+
+        def scandir(path):
+            if os.fspath(path) == os.fspath(blocked):  # as a folder whose permissions were taken away
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr("ingest.discover.os.scandir", scandir)
+        dry = plan(kb.settings, kb.store.documents(), [docs])
+        report = ingest(kb, [docs], isolate=False)
+        for r in (dry, report):
+            assert [(x.path, x.status) for x in r.failed] == [(str(blocked.resolve()), "failed")]
+            assert "cannot read folder" in r.failed[0].reason and "Permission denied" in r.failed[0].reason
+            assert r.summary()["removed"] == 0
+        assert {d.path for d in kb.store.documents()} == before  # b/faq.txt and b/deep/security.md kept
+        monkeypatch.undo()
+        (docs / "b" / "faq.txt").unlink()
+        report = ingest(kb, [docs], isolate=False)  # readable again: a file really gone is removed
+        assert [r.path for r in report.results if r.status == "removed"] == [str((docs / "b" / "faq.txt").resolve())]
+
+
 def test_file_that_became_unsupported_is_removed(settings, fake_embedder, docs):
     with _open(settings, fake_embedder) as kb:
         ingest(kb, [docs], isolate=False)
