@@ -104,7 +104,11 @@ def qa(
         docs = list(write_corpus(data.corpus, home.parent / f"{home.name}-corpus").values())
     elif corpus and corpus.is_dir():
         # The files `kb ingest` would take (.kbignore and hidden files respected), not the questions.
-        docs = [p for p in discover([corpus]) if p.resolve() != file.resolve()]
+        docs = [
+            p
+            for p in discover([corpus], on_error=lambda d, e: err(f"{d}: cannot read folder ({e.strerror or e})"))
+            if p.resolve() != file.resolve()
+        ]
     else:
         raise InputError(f"{file}: JSONL questions need --corpus DIR with the documents")
     names = {p.name for p in docs}

@@ -1133,10 +1133,19 @@ def summarize_paths(
     for p in paths:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder")
-    files = list(dict.fromkeys(discover([p.resolve() for p in paths])))
+    unlisted: list[FileOutcome] = []  # folders that could not be read: one failure each, the rest goes on
+
+    def cannot_list(folder: Path, exc: OSError) -> None:
+        unlisted.append(FileOutcome(str(folder), "failed", f"cannot read folder ({exc.strerror or exc})"))
+
+    files = list(dict.fromkeys(discover([p.resolve() for p in paths], on_error=cannot_list)))
     sizes = {f: _size(f) for f in files}
     total, done_bytes = sum(sizes.values()), 0.0
     report = SummaryReport()
+    for failure in unlisted:
+        report.files.append(failure)
+        if on_file:
+            on_file(failure)
 
     def emit(outcome: FileOutcome) -> None:
         nonlocal done_bytes
@@ -1151,7 +1160,14 @@ def summarize_paths(
             size = sizes.get(Path(path), 0) if stage != "done" else 0
             on_progress(
                 ProgressEvent(
-                    len(report.files), len(files), done_bytes + fraction * size, total, path, stage, step, steps
+                    len(report.files) - len(unlisted),
+                    len(files),
+                    done_bytes + fraction * size,
+                    total,
+                    path,
+                    stage,
+                    step,
+                    steps,
                 )
             )
 

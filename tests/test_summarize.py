@@ -3,6 +3,7 @@ and cited, and the cache and checkpoints make re-runs and resumed runs cheap."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -414,6 +415,23 @@ def test_files_that_cannot_be_read_are_reported_and_the_run_goes_on(settings, fo
     assert status["photo.png"][0] == "skipped"
     assert sum(1 for f in report.files if f.status == "summarised") == 3
     assert len(report.failed) == 2
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_run_goes_on(settings, folder, tmp_path, monkeypatch):
+    blocked = folder / "locked"
+    blocked.mkdir()
+    (blocked / "secret.md").write_text("Never read.")
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == os.fspath(blocked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr("ingest.discover.os.scandir", scandir)
+    report, _ = run([folder], settings, EchoLLM(), None)
+    assert [(f.path, f.reason) for f in report.failed] == [(str(blocked), "cannot read folder (Permission denied)")]
+    assert sum(1 for f in report.files if f.status == "summarised") == 3
 
 
 def test_summary_json_round_trips(settings):
