@@ -555,9 +555,16 @@ def sec_cold(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     searches = [kb(["search", SEARCH, "--kb", str(home)]) for _ in range(o.repeat)]
     out["search"] = summary([r["wall"] for r in searches]) | {"peak_rss_mb": max(r["rss_mb"] for r in searches)}
     # "ask" is the default; "ask_before" is the configuration before the F16 conversion and the
-    # evidence budget (Q4_1 weights, every retrieved passage in the prompt), side by side.
+    # evidence budget (Q4_1 weights, every retrieved passage in the prompt), side by side;
+    # "ask_rerank" adds the optional question-likelihood re-scoring of the best five sentences.
     before = {"KB_LLM_CONVERT": "off", "KB_EVIDENCE_TOKENS": "100000"}
-    for label, extra, env in (("ask", [], {}), ("ask_before", [], before), ("ask_k3", ["-k", "3"], {})):
+    labels = (
+        ("ask", [], {}),
+        ("ask_rerank", [], {"KB_RERANK_SENTENCES": "5"}),
+        ("ask_before", [], before),
+        ("ask_k3", ["-k", "3"], {}),
+    )
+    for label, extra, env in labels:
         asks = []
         for _ in range(o.repeat):
             r = kb(["ask", QUESTION, "--kb", str(home), "--json", *extra], env)
@@ -717,6 +724,7 @@ def report(res: dict[str, Any]) -> str:
         )
         for label, name in (
             ("ask", "kb ask     "),
+            ("ask_rerank", "kb ask, rerank_sentences = 5"),
             ("ask_before", "kb ask (Q4_1, all passages, as before)"),
             ("ask_k3", "kb ask -k 3"),
         ):

@@ -89,6 +89,26 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def open_llama(path: Path, **params: Any) -> Any:
+    """A llama_cpp.Llama over `path` with `params`, quiet, seeded; ModelNotFound if it cannot load."""
+    # llama.cpp's CPU threads meet at an OpenMP barrier after every operation. By default
+    # waiting threads spin; when the cores are shared (other programs, a busy laptop) a
+    # spinning thread keeps the one it waits for off the CPU, and generation ran 7x slower
+    # on a loaded 2-core machine (the README, Performance). Passive waiting costs little when
+    # the machine is idle. Read by libgomp when llama.cpp loads, so set before the import;
+    # a value set by the user wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ModelNotFound(f"llama-cpp-python is not installed ({exc})") from exc
+    try:
+        with _quiet_stderr():
+            return Llama(model_path=str(path), verbose=False, seed=0, **params)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc
+
+
 class LlamaCppLLM:
     """A GGUF model run by llama.cpp on the CPU (or Metal on Apple Silicon)."""
 
@@ -104,39 +124,22 @@ class LlamaCppLLM:
     ) -> None:
         self.path = path
         self.name = path.stem
-        # llama.cpp's CPU threads meet at an OpenMP barrier after every operation. By default
-        # waiting threads spin; when the cores are shared (other programs, a busy laptop) a
-        # spinning thread keeps the one it waits for off the CPU, and generation ran 7x slower
-        # on a loaded 2-core machine (the README, Performance). Passive waiting costs little when
-        # the machine is idle. Read by libgomp when llama.cpp loads, so set before the import;
-        # a value set by the user wins.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:  # pragma: no cover - install problem
-            raise ModelNotFound(f"llama-cpp-python is not installed ({exc})") from exc
-        try:
-            with _quiet_stderr():
-                # CPU speed (the README, Performance): the whole prompt in one batch and one micro-batch
-                # (n_ubatch = n_batch; llama.cpp's default micro-batch of 512 splits it again), and
-                # flash attention, which skips materialising the attention matrix. The KV cache is
-                # reused across calls for the prompt prefix they share (llama-cpp-python keeps the
-                # longest common prefix), so `kb summarize` pays for the system prompt once.
-                batch = min(n_batch, n_ctx)
-                self._llm = Llama(
-                    model_path=str(path),
-                    n_ctx=n_ctx,
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_batch=batch,
-                    n_ubatch=batch,
-                    flash_attn=flash_attn,
-                    n_gpu_layers=gpu_layers,
-                    verbose=False,
-                    seed=0,
-                )
-        except (ValueError, RuntimeError) as exc:
-            raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc
+        # CPU speed (the README, Performance): the whole prompt in one batch and one micro-batch
+        # (n_ubatch = n_batch; llama.cpp's default micro-batch of 512 splits it again), and
+        # flash attention, which skips materialising the attention matrix. The KV cache is
+        # reused across calls for the prompt prefix they share (llama-cpp-python keeps the
+        # longest common prefix), so `kb summarize` pays for the system prompt once.
+        batch = min(n_batch, n_ctx)
+        self._llm = open_llama(
+            path,
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_batch=batch,
+            n_ubatch=batch,
+            flash_attn=flash_attn,
+            n_gpu_layers=gpu_layers,
+        )
         self.n_ctx = self._llm.n_ctx()
 
     def count_tokens(self, text: str) -> int:
@@ -239,3 +242,79 @@ def load_llm(settings) -> LlamaCppLLM:
 @functools.lru_cache(maxsize=2)
 def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: int) -> LlamaCppLLM:
     return LlamaCppLLM(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch, gpu_layers=gpu_layers)
+
+
+class QuestionScorer:
+    """How well a sentence explains a question: the language model's log-likelihood of the
+    question read after the sentence, minus its likelihood read alone, per question token.
+
+    This is query-likelihood reranking (UPR, Sachan et al. 2022): a sentence that answers the
+    question makes its words predictable, while one that merely shares its topic does not. It
+    separates sentences that a bi-encoder's cosine ranks alike (the README, How an answer is
+    made, step 3). The model keeps the logits of every token, so it is a second, small
+    instance over the same file (memory-mapped, so the weights are shared).
+    """
+
+    PREFIX = "Passage: {}\nQuestion: "
+
+    def __init__(
+        self, path: Path, *, threads: int | None = None, n_ctx: int = 256, max_sentence_tokens: int = 160
+    ) -> None:
+        self._llm = open_llama(
+            path,
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            n_ubatch=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            logits_all=True,
+            flash_attn=True,
+        )
+        self.n_ctx = n_ctx
+        self.max_sentence_tokens = max_sentence_tokens
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _question_logprob(self, prefix: list[int], question: list[int]) -> float:
+        """Mean log-probability of the question's tokens after `prefix`."""
+        import numpy as np
+
+        tokens = prefix + question
+        with _quiet_stderr():
+            self._llm.reset()
+            self._llm.eval(tokens)
+        logits = np.asarray(self._llm.scores[len(prefix) - 1 : len(tokens) - 1], dtype=np.float64)
+        top = logits.max(axis=1, keepdims=True)
+        log_norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+        return float((logits[np.arange(len(question)), question] - log_norm).mean())
+
+    def gains(self, sentences: list[str], question: str) -> list[float]:
+        """For each sentence, how much more likely the question becomes after reading it
+        (nats per question token; above 0 means it helps predict the question)."""
+        q = self._tokens(question)[: self.n_ctx // 4]
+        if not q:
+            return [0.0] * len(sentences)
+        # A sentence is cut to its first `max_sentence_tokens` (a table row run together can be
+        # hundreds): reading time, not the window, is what bounds the scorer on a CPU.
+        room = min(self.max_sentence_tokens, self.n_ctx - len(q) - 16)  # 16: the prefix's own words
+        alone = self._question_logprob(self._tokens("Question: "), q)
+        out = []
+        for s in sentences:
+            words = self._tokens(s)
+            body = s if len(words) <= room else self._llm.detokenize(words[:room]).decode("utf-8", "ignore")
+            out.append(self._question_logprob(self._tokens(self.PREFIX.format(body)), q) - alone)
+        return out
+
+
+def load_scorer(settings) -> QuestionScorer:
+    """The packaged small model as a question scorer, whatever LLM writes the answers: it is fast
+    enough to score a few sentences per question on a CPU, where a 7B model would take seconds
+    per sentence."""
+    path = converted_gguf(resolve_gguf("default"), conversion_for("default", settings.llm_convert))
+    return _cached_scorer(path, settings.threads)
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_scorer(path: Path, threads: int) -> QuestionScorer:
+    return QuestionScorer(path, threads=threads)

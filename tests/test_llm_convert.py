@@ -1,4 +1,4 @@
-"""The packaged LLM is converted once to F16 (same weights, faster kernels) and cached."""
+"""The packaged LLM: converted once to F16 (same weights, faster kernels) and cached; its question scorer."""
 
 from __future__ import annotations
 
@@ -56,3 +56,23 @@ def test_f16_conversion_is_cached_and_keeps_the_model(tmp_path):
             picks.append(int(np.argmax(raw.scores[raw.n_tokens - 1])))
         choices.append(np.array(picks))
     assert (choices[0] == choices[1]).mean() >= 0.9
+
+
+@pytest.mark.models
+def test_question_scorer_prefers_the_sentence_that_answers():
+    from kb.config import Settings
+    from kb.llm import load_scorer
+
+    scorer = load_scorer(Settings())
+    question = "How many days of paid annual leave do full-time employees receive?"
+    gains = scorer.gains(
+        [
+            "Full-time employees receive 28 days of paid annual leave per year.",
+            "Trains are booked in first class for journeys longer than four hours.",
+            "x " * 2000,  # longer than the scorer's window: cut, not an error
+        ],
+        question,
+    )
+    assert gains[0] > gains[1] + 0.3 and gains[0] > 0
+    assert all(np.isfinite(gains))
+    assert scorer.gains([], question) == []
