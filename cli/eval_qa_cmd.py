@@ -81,7 +81,7 @@ def qa(
     the gold document present and held out, and latency p50/p95."""
     import random
 
-    from ingest.discover import discover
+    from ingest.discover import discover, unreadable_folder
     from kb.answer import Answerer
     from kb.errors import InputError
     from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, sweep, write_corpus
@@ -106,7 +106,7 @@ def qa(
         # The files `kb ingest` would take (.kbignore and hidden files respected), not the questions.
         docs = [
             p
-            for p in discover([corpus], on_error=lambda d, e: err(f"{d}: cannot read folder ({e.strerror or e})"))
+            for p in discover([corpus], on_error=lambda d, e: err(f"{d}: {unreadable_folder(e)}"))
             if p.resolve() != file.resolve()
         ]
     else:

@@ -41,6 +41,11 @@ def is_junk(name: str) -> bool:
     return name.startswith(".") or name.startswith("~$") or name.lower() in _JUNK_NAMES
 
 
+def unreadable_folder(exc: OSError) -> str:
+    """The one-line reason reported for a folder `discover` could not list."""
+    return f"cannot read folder ({exc.strerror or exc})"
+
+
 def discover(paths: list[Path], *, on_error: Callable[[Path, OSError], None] | None = None) -> Iterator[Path]:
     """Every regular file under `paths`, sorted per folder; raises FileNotFoundError up front.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.discover import discover
+from ingest.discover import discover, unreadable_folder
 from ingest.formats import SUPPORTED
 from kb.config import Settings
 from kb.errors import InputError
@@ -90,7 +90,7 @@ def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult
     unreadable: list[FileResult] = []
 
     def cannot_list(folder: Path, exc: OSError) -> None:
-        unreadable.append(FileResult(str(folder), "failed", f"cannot read folder ({exc.strerror or exc})"))
+        unreadable.append(FileResult(str(folder), "failed", unreadable_folder(exc)))
 
     for p in paths:
         if not p.exists():
@@ -342,7 +342,7 @@ def plan(
 
 
 def _vanished(
-    stored: Mapping[str, DocumentRow], files: list[Path], folders: list[Path], unreadable: Sequence[FileResult] = ()
+    stored: Mapping[str, DocumentRow], files: list[Path], folders: list[Path], unreadable: Sequence[FileResult]
 ) -> dict[str, DocumentRow]:
     """Stored documents inside an ingested folder whose file is no longer there. Those inside a
     folder that could not be listed are kept: unreadable is not gone (permissions, a network

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ingest.discover import discover
+from ingest.discover import discover, unreadable_folder
 from ingest.formats import SUPPORTED
 from ingest.types import Chunk
 from kb.answer import SUPPORT_THRESHOLD, Sentence, verify_answer
@@ -1136,7 +1136,7 @@ def summarize_paths(
     unlisted: list[FileOutcome] = []  # folders that could not be read: one failure each, the rest goes on
 
     def cannot_list(folder: Path, exc: OSError) -> None:
-        unlisted.append(FileOutcome(str(folder), "failed", f"cannot read folder ({exc.strerror or exc})"))
+        unlisted.append(FileOutcome(str(folder), "failed", unreadable_folder(exc)))
 
     files = list(dict.fromkeys(discover([p.resolve() for p in paths], on_error=cannot_list)))
     sizes = {f: _size(f) for f in files}
