@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ingest.errors import EmptyDocument
 from ingest.types import Block, ParsedDocument
@@ -18,8 +19,16 @@ class DocumentBuilder:
         self._blocks: list[Block] = []
         self._length = 0
 
-    def add(self, text: str, *, page: int | None = None, heading_path: tuple[str, ...] = ()) -> None:
-        """Append one paragraph; blank text is ignored."""
+    def add(
+        self,
+        text: str,
+        *,
+        page: int | None = None,
+        heading_path: tuple[str, ...] = (),
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Append one paragraph; blank text is ignored. `meta` is what else a citation can name
+        (Block.meta)."""
         text = text.strip()
         if not text:
             return
@@ -29,7 +38,7 @@ class DocumentBuilder:
         start = self._length
         self._parts.append(text)
         self._length += len(text)
-        self._blocks.append(Block(start, self._length, page, heading_path))
+        self._blocks.append(Block(start, self._length, page, heading_path, dict(meta or {})))
 
     @property
     def empty(self) -> bool:

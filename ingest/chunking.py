@@ -216,6 +216,7 @@ def _make_chunk(
     while end > begin and text[end - 1].isspace():
         end -= 1
     first_block, last_block = blocks[owner[first]], blocks[owner[cut - 1]]
+    covered = blocks[owner[first] : owner[cut - 1] + 1]
     return Chunk(
         ordinal=ordinal,
         text=text[begin:end],
@@ -225,4 +226,26 @@ def _make_chunk(
         page_end=last_block.page,
         heading_path=first_block.heading_path,
         n_tokens=cut - first,
+        pages=page_starts(covered, begin, end),
+        meta=merged_meta(covered),
     )
+
+
+def page_starts(blocks: tuple[Block, ...], begin: int, end: int) -> tuple[tuple[int, int], ...]:
+    """(offset into the chunk text, page) where each page of a chunk over [begin, end) begins;
+    empty when the chunk lies on one page (or the format has none)."""
+    out: list[tuple[int, int]] = []
+    for b in blocks:
+        if b.page is None or (out and out[-1][1] == b.page):
+            continue
+        out.append((max(0, min(b.start, end) - begin) if out else 0, b.page))
+    return tuple(out) if len(out) > 1 else ()
+
+
+def merged_meta(blocks: tuple[Block, ...]) -> dict:
+    """The blocks' metadata in one dict: the first block's values win, later blocks add keys."""
+    out: dict = {}
+    for b in blocks:
+        for key, value in b.meta.items():
+            out.setdefault(key, value)
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,9 @@ class Block:
     end: int
     page: int | None = None  # 1-based; None for formats without pages
     heading_path: tuple[str, ...] = ()
+    # What else a citation can name about this text, as plain JSON values: for example
+    # {"locator": "slide 3"}, {"locator": "Budget!A2:F40"}, {"ocr": 0.93} (OCR confidence).
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,8 @@ class Chunk:
     page_end: int | None
     heading_path: tuple[str, ...]
     n_tokens: int
+    # Where pages begin inside `text` when the chunk spans more than one: (offset, page) pairs,
+    # the first at offset 0, so a quote's page is the page its sentence lies on.
+    pages: tuple[tuple[int, int], ...] = ()
+    # The blocks' `meta`, merged: the first block's values win, later blocks add keys.
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)

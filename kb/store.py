@@ -12,14 +12,18 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ingest.types import Chunk
 
-SCHEMA_VERSION = 2  # 2: documents.ctime_ns and inode, so a same-size same-mtime replacement is noticed
+# 2: documents.ctime_ns and inode, so a same-size same-mtime replacement is noticed.
+# 3: chunks.extra, JSON: where pages begin inside the chunk, and what a citation can name beyond
+#    file and page (a slide, a sheet range, OCR confidence).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER,
     heading TEXT NOT NULL DEFAULT '[]',
     n_tokens INTEGER NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 """
@@ -92,6 +97,21 @@ class ChunkRow:
     page_start: int | None
     page_end: int | None
     heading_path: tuple[str, ...]
+    # Chunk.pages as "pages" ([offset, page] pairs) and Chunk.meta's keys; {} when there is none.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def page_at(self, offset: int) -> int | None:
+        """The page that character `offset` of the chunk text lies on."""
+        page = self.page_start
+        for start, p in self.extra.get("pages", ()):
+            if start > offset:
+                break
+            page = p
+        return page
+
+    def pages_of(self, start: int, end: int) -> tuple[int | None, int | None]:
+        """(first page, last page) of the characters [start, end) of the chunk text."""
+        return self.page_at(start), self.page_at(max(start, end - 1))
 
     def location_json(self) -> dict:
         """Where the chunk comes from, as search hits and answer sources print it."""
@@ -107,13 +127,30 @@ class ChunkRow:
 
 _CHUNK_SELECT = """
 SELECT c.id, c.doc_id, d.path, d.title, c.ordinal, c.text, c.char_start, c.char_end,
-       c.page_start, c.page_end, c.heading
+       c.page_start, c.page_end, c.heading, c.extra
 FROM chunks c JOIN documents d ON d.id = c.doc_id
 """
 
 
 def _chunk_row(r: sqlite3.Row | tuple) -> ChunkRow:
-    return ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])))
+    return ChunkRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], tuple(json.loads(r[10])), _extra(r[11]))
+
+
+def _extra(stored: str | None) -> dict[str, Any]:
+    """The chunk's extra JSON; a damaged value reads as none."""
+    try:
+        value = json.loads(stored or "{}")
+    except (ValueError, TypeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def chunk_extra(chunk: Chunk) -> str:
+    """What `chunks.extra` stores for a chunk."""
+    extra: dict[str, Any] = dict(chunk.meta)
+    if chunk.pages:
+        extra["pages"] = [list(p) for p in chunk.pages]
+    return json.dumps(extra, ensure_ascii=False, separators=(",", ":")) if extra else "{}"
 
 
 def _heading_path(stored: str) -> tuple[str, ...]:
@@ -151,6 +188,8 @@ class Store:
             for name in ("ctime_ns", "inode"):
                 if name not in columns:
                     self.db.execute(f"ALTER TABLE documents ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
+            if "extra" not in {r[1] for r in self.db.execute("PRAGMA table_info(chunks)")}:
+                self.db.execute("ALTER TABLE chunks ADD COLUMN extra TEXT NOT NULL DEFAULT '{}'")
             if version is None or int(version) < SCHEMA_VERSION:
                 self.set_meta("schema_version", str(SCHEMA_VERSION))
 
@@ -228,7 +267,7 @@ class Store:
                 heading = json.dumps(list(chunk.heading_path), ensure_ascii=False)
                 cur = self.db.execute(
                     "INSERT INTO chunks(doc_id, ordinal, text, char_start, char_end, page_start, page_end,"
-                    " heading, n_tokens, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " heading, n_tokens, vector, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         doc_id,
                         chunk.ordinal,
@@ -240,6 +279,7 @@ class Store:
                         heading,
                         chunk.n_tokens,
                         vec.tobytes(),
+                        chunk_extra(chunk),
                     ),
                 )
                 cid = int(cur.lastrowid or 0)

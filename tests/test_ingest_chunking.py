@@ -111,6 +111,28 @@ def test_pages_are_recorded() -> None:
         assert (c.page_start, c.page_end) == (min(present), max(present))
 
 
+def test_chunk_records_where_each_page_begins() -> None:
+    doc = _doc([("one " * 30, 1, ()), ("two " * 30, 2, ()), ("three " * 30, 3, ())])
+    chunks = chunk_document(doc, WS, size=80, overlap=10)
+    for c in chunks:
+        if c.page_start == c.page_end:
+            assert c.pages == ()
+            continue
+        assert c.pages[0] == (0, c.page_start) and c.pages[-1][1] == c.page_end
+        for offset, page in c.pages:
+            word = c.text[offset:].split()[0]
+            assert {"one": 1, "two": 2, "three": 3}[word] == page
+
+
+def test_block_meta_reaches_the_chunk() -> None:
+    builder = DocumentBuilder()
+    builder.add("alpha " * 20, page=3, meta={"ocr": 0.91})
+    builder.add("beta " * 20, page=3, meta={"ocr": 0.5, "locator": "slide 2"})
+    chunks = chunk_document(builder.build(Path("d.pdf"), "pdf"), WS, size=100, overlap=0)
+    assert len(chunks) == 1
+    assert chunks[0].meta == {"ocr": 0.91, "locator": "slide 2"}
+
+
 def test_heading_change_starts_a_new_chunk() -> None:
     a = ("A",)
     b = ("B",)
