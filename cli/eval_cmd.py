@@ -71,11 +71,11 @@ def retrieval(
     scoring as its best passage, down to 100 distinct documents. The printed metrics are those
     trec_eval gives on the --run-out files.
     """
-    from kb.beir import load_beir
     from kb.errors import InputError
-    from kb.evaluation import build_corpus_kb, evaluate_retrieval, iter_with_count, open_eval_kb
+    from kb.eval.beir import load_beir
+    from kb.eval.retrieval import build_corpus_kb, evaluate_retrieval, iter_with_count, open_eval_kb
+    from kb.eval.trec import write_run
     from kb.retrieval import FUSIONS, MODES, Retriever
-    from kb.trec import write_run
 
     chosen = list(dict.fromkeys(modes or ("dense", "keyword", "hybrid")))
     bad = [m for m in chosen if m not in MODES]

@@ -81,10 +81,9 @@ def qa(
     the gold document present and held out, and latency p50/p95."""
     import random
 
-    from ingest.discover import discover, unreadable_folder
     from kb.answer import Answerer
     from kb.errors import InputError
-    from kb.eval_qa import ask_all, held_out, load_qa, summarize_records, sweep, write_corpus
+    from kb.eval.qa import ask_all, corpus_documents, held_out, load_qa, summarize_records, sweep
     from kb.indexer import ingest
     from kb.knowledge import KnowledgeBase
 
@@ -100,17 +99,7 @@ def qa(
     s = settings(
         config, home=home, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
     )
-    if data.corpus:
-        docs = list(write_corpus(data.corpus, home.parent / f"{home.name}-corpus").values())
-    elif corpus and corpus.is_dir():
-        # The files `kb ingest` would take (.kbignore and hidden files respected), not the questions.
-        docs = [
-            p
-            for p in discover([corpus], on_error=lambda d, e: err(f"{d}: {unreadable_folder(e)}"))
-            if p.resolve() != file.resolve()
-        ]
-    else:
-        raise InputError(f"{file}: JSONL questions need --corpus DIR with the documents")
+    docs = corpus_documents(data, file, corpus, home.parent / f"{home.name}-corpus", lambda d, why: err(f"{d}: {why}"))
     names = {p.name for p in docs}
     gold_docs = sorted({i.doc for i in data.items if i.doc and i.doc in names})
     excluded = held_out(gold_docs, holdout, seed)

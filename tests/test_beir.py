@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.beir import BeirDoc, load_beir
 from kb.errors import InputError
-from kb.metrics import evaluate_run
+from kb.eval.beir import BeirDoc, load_beir
+from kb.eval.metrics import evaluate_run
 
 
 def _jsonl(path: Path, rows: list[dict[str, object]]) -> None:

@@ -8,7 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from cli.app import app
-from kb.eval_qa import contains_gold, held_out, load_qa
+from kb.eval.qa import contains_gold, held_out, load_qa
 
 DOCS = {
     "leave": "Annual leave. Full-time employees receive 28 days of paid annual leave per calendar year.",

@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from cli.eval_cmd import run_file_path
-from kb.beir import BeirDoc, load_beir
 from kb.errors import InputError
-from kb.evaluation import (
+from kb.eval.beir import BeirDoc, load_beir
+from kb.eval.metrics import evaluate_run
+from kb.eval.retrieval import (
     build_corpus_kb,
     cache_folder,
     chunk_doc_ids,
@@ -22,9 +23,8 @@ from kb.evaluation import (
     open_eval_kb,
     pool_by_doc,
 )
-from kb.metrics import evaluate_run
+from kb.eval.trec import read_run, write_run
 from kb.retrieval import Retriever
-from kb.trec import read_run, write_run
 from tests.fakes import FakeEmbedder
 
 TOPICS = {
@@ -209,7 +209,7 @@ def test_unknown_mode_is_refused(beir_dir, eval_settings, tmp_path):
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    monkeypatch.setattr("kb.evaluation.load_embedder", lambda name, **kw: FakeEmbedder())
+    monkeypatch.setattr("kb.eval.retrieval.load_embedder", lambda name, **kw: FakeEmbedder())
 
 
 def _settings_env(monkeypatch, tmp_path):
@@ -277,7 +277,7 @@ def test_cli_errors(beir_dir, tmp_path, monkeypatch, fake_models):
 
 
 def test_parsed_document_is_one_titled_block():
-    from kb.evaluation import parsed_document
+    from kb.eval.retrieval import parsed_document
 
     doc = parsed_document(BeirDoc("7", "A title", "Some text."))
     assert doc.path == "beir:7" and doc.title == "A title" and doc.text == "Some text."

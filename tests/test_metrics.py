@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kb.errors import InputError
-from kb.metrics import (
+from kb.eval.metrics import (
     evaluate_queries,
     evaluate_run,
     mrr_at_k,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kb.errors import InputError
-from kb.metrics import evaluate_run, rank, trec_score
-from kb.trec import format_score, read_qrels, read_run, write_run
+from kb.eval.metrics import evaluate_run, rank, trec_score
+from kb.eval.trec import format_score, read_qrels, read_run, write_run
 
 
 def _trec_order(lines: list[str]) -> list[str]:

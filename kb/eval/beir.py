@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from kb.errors import InputError
-from kb.metrics import Qrels
-from kb.trec import read_qrels
+from kb.eval.metrics import Qrels
+from kb.eval.trec import read_qrels
 
 
 @dataclass(frozen=True)

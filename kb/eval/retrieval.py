@@ -18,12 +18,12 @@ from pathlib import Path
 
 from ingest.chunking import chunk_document
 from ingest.types import Block, Chunk, ParsedDocument
-from kb.beir import BeirData, BeirDoc
 from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
+from kb.eval.beir import BeirData, BeirDoc
+from kb.eval.metrics import Run, evaluate_queries, evaluate_run
 from kb.indexer import embedding_text
 from kb.knowledge import KnowledgeBase
-from kb.metrics import Run, evaluate_queries, evaluate_run
 from kb.retrieval import MODES, Retriever
 
 SOURCE_PREFIX = "beir:"

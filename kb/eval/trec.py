@@ -1,9 +1,9 @@
 """TREC run files and relevance judgments (TREC qrels or BEIR tsv), read and written as plain text.
 
 A run line is `qid Q0 docid rank score tag`. `write_run` writes each score rounded to the
-float32 value trec_eval compares (`kb.metrics.trec_score`), in the fewest digits that
+float32 value trec_eval compares (`kb.eval.metrics.trec_score`), in the fewest digits that
 read back to that value. So tools that re-sort by score (trec_eval, pytrec_eval, BEIR,
-and `read_run` + `kb.metrics.rank`) see exactly the ties `rank` saw, break them by docid
+and `read_run` + `kb.eval.metrics.rank`) see exactly the ties `rank` saw, break them by docid
 descending as it did, and reproduce the written order without adjusting any score.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kb.errors import InputError
-from kb.metrics import Qrels, Run, rank, trec_score
+from kb.eval.metrics import Qrels, Run, rank, trec_score
 
 
 def format_score(score: float) -> str:
@@ -36,7 +36,7 @@ def _check_token(kind: str, value: str) -> None:
 
 
 def write_run(fh: TextIO, run: Mapping[str, list[tuple[str, float]]], tag: str) -> None:
-    """Write a run as TREC lines, ranks from 1 in `kb.metrics.rank` order."""
+    """Write a run as TREC lines, ranks from 1 in `kb.eval.metrics.rank` order."""
     _check_token("run tag", tag)
     for qid, hits in run.items():
         _check_token("query id", qid)

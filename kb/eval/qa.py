@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ingest.discover import discover, unreadable_folder
 from kb.answer import REFUSAL, Answer, Answerer
 from kb.errors import InputError
-from kb.metrics import percentile
+from kb.eval.metrics import percentile
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,20 @@ def write_corpus(corpus: dict[str, str], folder: Path) -> dict[str, Path]:
             p.write_text(text, encoding="utf-8")
         paths[p.name] = p
     return paths
+
+
+def corpus_documents(
+    data: QAData, questions: Path, corpus: Path | None, folder: Path, on_error: Callable[[Path, str], None]
+) -> list[Path]:
+    """The documents to ingest: the file's own contexts written into `folder`, else the files `kb ingest`
+    would take from `corpus` (.kbignore and hidden files respected), never the question file itself.
+    A subfolder that cannot be listed is passed to `on_error` with the reason and the rest goes on."""
+    if data.corpus:
+        return list(write_corpus(data.corpus, folder).values())
+    if corpus is None or not corpus.is_dir():
+        raise InputError(f"{questions}: JSONL questions need --corpus DIR with the documents")
+    found = discover([corpus], on_error=lambda d, e: on_error(d, unreadable_folder(e)))
+    return [p for p in found if p.resolve() != questions.resolve()]
 
 
 def held_out(keys: list[str], fraction: float, seed: int) -> set[str]:
