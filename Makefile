@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/mypy kb cli ingest
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_KB)

@@ -1,0 +1,1 @@
+"""kb's benchmarks: one module per benchmark, run by bench/run.py."""
