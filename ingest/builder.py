@@ -26,9 +26,10 @@ class DocumentBuilder:
         page: int | None = None,
         heading_path: tuple[str, ...] = (),
         meta: dict[str, Any] | None = None,
+        kind: str = "text",
     ) -> None:
         """Append one paragraph; blank text is ignored. `meta` is what else a citation can name
-        (Block.meta)."""
+        (Block.meta); `kind` is "row" for a table row (Block.kind)."""
         text = text.strip()
         if not text:
             return
@@ -38,7 +39,22 @@ class DocumentBuilder:
         start = self._length
         self._parts.append(text)
         self._length += len(text)
-        self._blocks.append(Block(start, self._length, page, heading_path, dict(meta or {})))
+        self._blocks.append(Block(start, self._length, page, heading_path, dict(meta or {}), kind))
+
+    def add_member(self, name: str, doc: ParsedDocument) -> None:
+        """Append the blocks of a file found inside this one (an attachment, an archive member):
+        their heading path starts with `name` and their meta names it ("a.zip › b.pdf" when
+        nested); pages stay the member's own."""
+        for block in doc.blocks:
+            inner = block.meta.get("member")
+            meta = {**block.meta, "member": f"{name} › {inner}" if inner else name}
+            self.add(
+                doc.block_text(block),
+                page=block.page,
+                heading_path=(name, *block.heading_path),
+                meta=meta,
+                kind=block.kind,
+            )
 
     @property
     def empty(self) -> bool:

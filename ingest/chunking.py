@@ -71,7 +71,10 @@ def _windows(text: str, size: int) -> list[tuple[int, int]]:
 
 
 # Strength of the break before a token; cuts go at the strongest break available.
-NONE, WORD, SENTENCE, LINE, PARAGRAPH, HEADING = range(6)
+# SOURCE: another file inside the file (an attachment, an archive member) or another sheet
+# begins; no chunk spans it, so what a chunk cites ("mail.eml › a.pdf", "Budget!A2:F9") is one.
+NONE, WORD, SENTENCE, LINE, PARAGRAPH, HEADING, SOURCE = range(7)
+_SOURCE_KEYS = ("member", "sheet")
 _SENTENCE_END = set(".!?…。！？")
 _CLOSERS = set("\"')]}’”»")
 _SEGMENT_CHARS = 20_000  # blocks are tokenized together up to this size, bounding memory per call
@@ -119,8 +122,11 @@ def _break_levels(text: str, starts: array, ends: array, owner: array, blocks: t
     levels = bytearray(len(starts))
     for i in range(1, len(starts)):
         if owner[i] != owner[i - 1]:
-            same_heading = blocks[owner[i]].heading_path == blocks[owner[i - 1]].heading_path
-            levels[i] = PARAGRAPH if same_heading else HEADING
+            this, prev = blocks[owner[i]], blocks[owner[i - 1]]
+            if any(this.meta.get(key) != prev.meta.get(key) for key in _SOURCE_KEYS):
+                levels[i] = SOURCE
+            else:
+                levels[i] = PARAGRAPH if this.heading_path == prev.heading_path else HEADING
             continue
         prev_end = ends[i - 1]
         gap = text[prev_end : starts[i]]
@@ -153,7 +159,7 @@ def _next_start(levels: bytearray, start: int, cut: int, overlap: int) -> int:
         return cut
     lo = max(start + 1, cut - overlap)
     for c in range(cut - 1, lo - 1, -1):
-        if levels[c] == HEADING:  # never reach back into the previous section
+        if levels[c] >= HEADING:  # never reach back into the previous section
             return c
     hi = max(lo, cut - overlap // 2)
     best, best_level = lo, -1
@@ -165,7 +171,7 @@ def _next_start(levels: bytearray, start: int, cut: int, overlap: int) -> int:
         # back up to twice the overlap for one, so that the chunk, and every quote taken from
         # its first sentence, starts at the beginning of a sentence, not in its middle.
         for c in range(lo - 1, max(start, cut - 2 * overlap) - 1, -1):
-            if levels[c] == HEADING:
+            if levels[c] >= HEADING:
                 break
             if levels[c] >= SENTENCE:
                 return c
@@ -194,7 +200,9 @@ def chunk_document(doc: ParsedDocument, tokenizer: TokenSpans, size: int = 256, 
     while start < n:
         limit = min(start + size, n)
         # A new section starts a new chunk once this one holds a fair amount of text.
-        cut = next((c for c in range(start + min_section + 1, limit) if levels[c] == HEADING), None)
+        cut = next((c for c in range(start + 1, limit) if levels[c] == SOURCE), None)
+        if cut is None:
+            cut = next((c for c in range(start + min_section + 1, limit) if levels[c] >= HEADING), None)
         if cut is None:
             cut = n if limit == n else _best_cut(levels, start, limit)
         chunk = _make_chunk(len(chunks), text, starts, ends, owner, blocks, start, cut)
@@ -203,8 +211,29 @@ def chunk_document(doc: ParsedDocument, tokenizer: TokenSpans, size: int = 256, 
         if cut >= n:
             break
         # After a heading cut the new section starts clean; otherwise overlap the previous chunk.
-        start = cut if levels[cut] == HEADING else _next_start(levels, start, cut, overlap)
+        # A table row is never cut into by the overlap: rows stand alone (each names its
+        # columns), so a chunk starts at a row's first token.
+        if levels[cut] >= HEADING or _row_start(cut, starts, owner, blocks):
+            start = cut
+        else:
+            start = _clear_of_rows(_next_start(levels, start, cut, overlap), cut, starts, owner, blocks)
     return chunks
+
+
+def _row_start(i: int, starts: array, owner: array, blocks: tuple[Block, ...]) -> bool:
+    """Whether token i is the first token of a table row."""
+    block = blocks[owner[i]]
+    return block.kind == "row" and starts[i] <= block.start
+
+
+def _clear_of_rows(start: int, cut: int, starts: array, owner: array, blocks: tuple[Block, ...]) -> int:
+    """`start`, moved forward to the next block when it falls inside a table row."""
+    if blocks[owner[start]].kind != "row" or _row_start(start, starts, owner, blocks):
+        return start
+    i = start
+    while i < cut and owner[i] == owner[start]:
+        i += 1
+    return i
 
 
 def _make_chunk(
@@ -242,10 +271,39 @@ def page_starts(blocks: tuple[Block, ...], begin: int, end: int) -> tuple[tuple[
     return tuple(out) if len(out) > 1 else ()
 
 
+_POSITION_KEYS = ("slide", "sheet", "row", "ncols")
+
+
 def merged_meta(blocks: tuple[Block, ...]) -> dict:
-    """The blocks' metadata in one dict: the first block's values win, later blocks add keys."""
+    """The blocks' metadata in one dict: the first block's values win, later blocks add keys.
+
+    Slide numbers and spreadsheet rows (Block.meta) become one "locator" naming them all:
+    "slide 3", "slides 3-4", "Budget!A2:F40".
+    """
     out: dict = {}
     for b in blocks:
         for key, value in b.meta.items():
-            out.setdefault(key, value)
+            if key not in _POSITION_KEYS:
+                out.setdefault(key, value)
+    locator = _locator(blocks)
+    if locator:
+        out["locator"] = locator
     return out
+
+
+def _locator(blocks: tuple[Block, ...]) -> str:
+    from ingest.tables import sheet_range
+
+    slides = [b.meta["slide"] for b in blocks if isinstance(b.meta.get("slide"), int)]
+    rows = [b for b in blocks if isinstance(b.meta.get("row"), int)]
+    if rows:
+        # The sheet of the first row; a chunk holds rows of one sheet (a sheet is a heading).
+        sheet = rows[0].meta.get("sheet")
+        same = [b for b in rows if b.meta.get("sheet") == sheet]
+        numbers = [b.meta["row"] for b in same]
+        ncols = max(int(b.meta.get("ncols") or 1) for b in same)
+        return sheet_range(sheet, min(numbers), max(numbers), ncols)
+    if slides:
+        first, last = min(slides), max(slides)
+        return f"slide {first}" if first == last else f"slides {first}-{last}"
+    return ""

@@ -72,21 +72,59 @@ def _cell_text(tc) -> str:
     for child in _blocks_in(tc):
         if child.tag == _P:
             parts.append(_paragraph_text(child))
-        else:
-            parts.append("; ".join(_table_rows(child)))
+        else:  # a table inside a cell: its rows, plainly
+            parts.append("; ".join(" | ".join(c for c in row if c) for row in _table_grid(child)[1]))
     return " ".join(" ".join(parts).split())
 
 
-def _table_rows(tbl) -> list[str]:
-    # Cells are read straight from the XML: python-docx's grid logic fails on some real files
-    # (irregular gridSpan), and merged cells would repeat their text.
-    rows = []
+def _int_attr(values: list) -> int:
+    try:
+        return max(1, min(int(values[0]), 1000)) if values else 1
+    except ValueError:
+        return 1
+
+
+def _table_grid(tbl) -> tuple[int, list[list[str]]]:
+    """(leading rows marked as repeating header rows, rows of cells), one cell per grid column.
+
+    Cells are read straight from the XML: python-docx's grid logic fails on some real files
+    (irregular gridSpan). A horizontally merged cell fills the columns it spans; a vertically
+    merged one repeats the text of the cell where the merge starts, so each row stands alone.
+    """
+    rows: list[list[str]] = []
+    header_rows = 0
+    above: dict[int, str] = {}  # column -> text of the cell a vertical merge continues
     for tr in _xpath("./w:tr | ./w:sdt/w:sdtContent/w:tr | ./w:customXml/w:tr")(tbl):
-        cells = [_cell_text(tc) for tc in _xpath("./w:tc | ./w:sdt/w:sdtContent/w:tc | ./w:customXml/w:tc")(tr)]
-        cells = [c for c in cells if c]
-        if cells:
-            rows.append(" | ".join(cells))
-    return rows
+        cells: list[str] = []
+        is_header = len(rows) == header_rows and bool(_xpath("./w:trPr/w:tblHeader")(tr))
+        for tc in _xpath("./w:tc | ./w:sdt/w:sdtContent/w:tc | ./w:customXml/w:tc")(tr):
+            span = _int_attr(_xpath("./w:tcPr/w:gridSpan/@w:val")(tc))
+            merge = _xpath("./w:tcPr/w:vMerge")(tc)
+            col = len(cells)
+            continues = bool(merge) and merge[0].get(f"{{{W}}}val") in (None, "continue")
+            text = above.get(col, "") if continues else _cell_text(tc)
+            for c in range(col, col + span):
+                above[c] = text
+            # A header cell names every column it spans; a value is given once.
+            cells.extend([text] + [text if is_header else ""] * (span - 1))
+        if not any(cells):
+            continue
+        if is_header:
+            header_rows += 1
+        rows.append(cells)
+    return header_rows, rows
+
+
+def _add_table(builder: DocumentBuilder, tbl, heading_path: tuple[str, ...]) -> None:
+    """A table as row blocks, each value named by its column (ingest/tables.py)."""
+    from ingest.tables import add_table
+
+    header_rows, rows = _table_grid(tbl)
+    if header_rows and header_rows < len(rows):
+        names = [" ".join(dict.fromkeys(p for p in parts if p)) for parts in zip(*rows[:header_rows], strict=False)]
+        add_table(builder, rows[header_rows:], heading_path=heading_path, header=names)
+    else:
+        add_table(builder, rows, heading_path=heading_path, header=True)
 
 
 def _heading_levels(document) -> dict[str, int]:
@@ -136,7 +174,7 @@ def _open(path: Path):
 
 
 def parse_docx(path: Path) -> ParsedDocument:
-    """A .docx file; each paragraph and each table (rows as 'a | b | c') becomes a block."""
+    """A .docx file; each paragraph and each table row becomes a block."""
     document = _open(path)
     levels = _heading_levels(document)
     builder = DocumentBuilder()
@@ -144,7 +182,7 @@ def parse_docx(path: Path) -> ParsedDocument:
     title = ""
     for element in _blocks_in(document.element.body):
         if element.tag == _TBL:
-            builder.add("\n".join(_table_rows(element)), heading_path=tuple(t for _, t in stack))
+            _add_table(builder, element, tuple(t for _, t in stack))
             continue
         text = _paragraph_text(element)
         if not text:

@@ -138,6 +138,92 @@ def _simple_row(tr) -> str | None:
     return row
 
 
+def _span(cell, attr: str) -> int:
+    try:
+        return max(1, min(int(str(cell.get(attr, "1")).strip() or 1), 1000))
+    except ValueError:
+        return 1
+
+
+def _own_rows(table) -> list:
+    """The rows of this table, not of tables nested in it."""
+    return [tr for tr in table.find_all("tr") if tr.find_parent("table") is table]
+
+
+def _data_table(table) -> tuple[list[str] | None, list[list[str]]] | None:
+    """(header or None, body rows) of a table of data, with colspan and rowspan filled in, or
+    None for a layout table (nested tables, headings or whole articles in its cells)."""
+    rows = _own_rows(table)
+    if not rows or any(_simple_row(tr) is None for tr in rows):
+        return None
+    grid: list[list[str]] = []
+    header_rows = 0
+    carried: dict[int, tuple[int, str]] = {}  # column -> (rows still covered, text) from rowspan
+    for r, tr in enumerate(rows):
+        cells = tr.find_all(["td", "th"], recursive=False)
+        in_head = r == header_rows and (
+            tr.find_parent("thead") is not None or bool(cells and all(c.name == "th" for c in cells))
+        )
+        out: list[str] = []
+        col = 0
+        for cell in cells:
+            while col in carried:
+                out.append(_take(carried, col))
+                col += 1
+            text = " ".join(cell.get_text(" ").split())
+            rowspan = _span(cell, "rowspan")
+            for i in range(_span(cell, "colspan")):
+                # A header cell names every column it spans; a value is given once per row,
+                # and repeated in the rows it spans so that each row stands alone.
+                value = text if i == 0 or in_head else ""
+                out.append(value)
+                if rowspan > 1:
+                    carried[col] = (rowspan - 1, value)
+                col += 1
+        while carried and col <= max(carried):
+            out.append(_take(carried, col) if col in carried else "")
+            col += 1
+        if in_head:
+            header_rows += 1
+        grid.append(out)
+    if header_rows and header_rows < len(grid):
+        width = max(len(row) for row in grid[:header_rows])
+        names = []
+        for c in range(width):
+            parts: list[str] = []
+            for row in grid[:header_rows]:
+                if c < len(row) and row[c] and row[c] not in parts:
+                    parts.append(row[c])
+            names.append(" ".join(parts))
+        return names, grid[header_rows:]
+    return None, grid
+
+
+def _take(carried: dict[int, tuple[int, str]], col: int) -> str:
+    left, text = carried[col]
+    if left <= 1:
+        del carried[col]
+    else:
+        carried[col] = (left - 1, text)
+    return text
+
+
+def _add_table(table, out: _Collector) -> bool:
+    """Add a data table as row blocks (ingest/tables.py); False for a layout table."""
+    from ingest.tables import add_table
+
+    found = _data_table(table)
+    if found is None:
+        return False
+    names, rows = found
+    out.flush()
+    caption = table.find("caption")
+    if caption is not None and caption.find_parent("table") is table:
+        out.builder.add(" ".join(caption.get_text(" ").split()), heading_path=out.path())
+    add_table(out.builder, rows, heading_path=out.path(), header=names if names else True)
+    return True
+
+
 def _walk(root, out: _Collector) -> None:
     from bs4.element import NavigableString, PreformattedString, Tag
 
@@ -164,9 +250,11 @@ def _walk(root, out: _Collector) -> None:
         if name == "br":
             out.newline()
             continue
+        if name == "table" and _add_table(node, out):
+            continue
         if name == "tr":
             row = _simple_row(node)
-            if row is not None:  # rows of one table stay together, one line each
+            if row is not None:  # simple rows of a layout table: one line each
                 out.buffer.append(row)
                 out.newline()
                 continue
@@ -180,8 +268,13 @@ def _walk(root, out: _Collector) -> None:
 
 
 def parse_html(path: Path) -> ParsedDocument:
-    """An HTML page; each paragraph-like element and each table becomes a block."""
-    text = clean_text(decode_html(path.read_bytes()))
+    """An HTML page; each paragraph-like element and each table row becomes a block."""
+    return html_document(decode_html(path.read_bytes()), path)
+
+
+def html_document(text: str, path: Path, fmt: str = "html") -> ParsedDocument:
+    """An HTML page given as text (an e-mail body, an e-book chapter); see parse_html."""
+    text = clean_text(text)
     soup = _soup(text)
     title_tag = soup.find("title")
     title = " ".join(title_tag.get_text(" ").split()) if title_tag else ""
@@ -189,4 +282,4 @@ def parse_html(path: Path) -> ParsedDocument:
     out = _Collector()
     _walk(soup.body or soup, out)
     title = title or out.first_h1
-    return out.builder.build(path, "html", title=title[:300], empty_reason="no visible text")
+    return out.builder.build(path, fmt, title=title[:300], empty_reason="no visible text")

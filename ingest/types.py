@@ -18,8 +18,13 @@ class Block:
     page: int | None = None  # 1-based; None for formats without pages
     heading_path: tuple[str, ...] = ()
     # What else a citation can name about this text, as plain JSON values: for example
-    # {"locator": "slide 3"}, {"locator": "Budget!A2:F40"}, {"ocr": 0.93} (OCR confidence).
+    # {"member": "report.pdf"} (a file inside an e-mail or archive), {"ocr": 0.93} (OCR
+    # confidence), {"locator": "chapter 2"}. Positions that chunking turns into one "locator"
+    # for the chunk: {"slide": 3} -> "slide 3", {"sheet": "Budget", "row": 2, "ncols": 6} ->
+    # "Budget!A2:F2" (a spreadsheet row; "sheet" is absent for a CSV file).
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    # "text", or "row" for one row of a table: chunks start and end at row boundaries.
+    kind: str = "text"
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,13 @@ class ParsedDocument:
     """The text of one file, with its structure kept as blocks over that text."""
 
     path: str
-    format: str  # "pdf", "docx", "html", "markdown", "text"
+    format: str  # "pdf", "docx", "html", "markdown", "text", "pptx", "xlsx", "csv", "eml", ... (ingest/formats.py)
     text: str
     blocks: tuple[Block, ...]
     title: str = ""
     n_pages: int | None = None
+    # What the ingest report shows beside the file: parts skipped (an attachment, an archive
+    # member) and counts a user should see (rows indexed per sheet).
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
     def block_text(self, block: Block) -> str:

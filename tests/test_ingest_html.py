@@ -53,7 +53,7 @@ def test_visible_text_headings_and_tables(tmp_path: Path) -> None:
         ("Claims are paid monthly.\nKeep receipts.", ("Expense policy",)),
         ("Travel", ("Expense policy", "Travel")),
         ("Book economy class for flights under six hours.", ("Expense policy", "Travel")),
-        ("Item | Limit\nHotel | 150 €", ("Expense policy", "Travel")),
+        ("Item: Hotel; Limit: 150 €", ("Expense policy", "Travel")),
         ("Meals", ("Expense policy", "Travel", "Meals")),
         ("Breakfast included", ("Expense policy", "Travel", "Meals")),
         ("Dinner up to 40 €", ("Expense policy", "Travel", "Meals")),
