@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import zipfile
+from email.message import EmailMessage
 from pathlib import Path
 
 
@@ -53,3 +56,87 @@ def write_encrypted_pdf(path: Path, pages: list[list[str]], *, user_password: st
     writer.encrypt(user_password=user_password, owner_password=owner_password, algorithm="RC4-128")
     with path.open("wb") as handle:
         writer.write(handle)
+
+
+def make_zip(files: dict[str, bytes]) -> bytes:
+    """A zip archive of the given members."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def make_mail(path: Path) -> None:
+    """A message with a plain and an HTML body, a PDF, a zip, an image and a forwarded message."""
+    msg = EmailMessage()
+    msg["From"] = "Jana Weber <jana.weber@example.com>"
+    msg["To"] = "Team <team@example.com>"
+    msg["Cc"] = "Ali Demir <ali@example.com>"
+    msg["Date"] = "Mon, 04 Mar 2024 10:15:00 +0100"
+    msg["Subject"] = "Travel budget approved"
+    msg.set_content("Hello all,\n\nthe travel budget for Q2 is approved.\n\nBest,\nJana\n")
+    msg.add_alternative("<p>Hello all,</p><p>the travel budget for <b>Q2</b> is approved.</p>", subtype="html")
+    pdf = make_pdf([["Report cover page."], ["The Q2 travel budget is EUR 48,000."]])
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="report.pdf")
+    msg.add_attachment(make_zip({"notes/minutes.txt": b"Minutes: the offsite is in Dresden."}), maintype="application",
+                       subtype="zip", filename="files.zip")  # fmt: skip
+    msg.add_attachment(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, maintype="image", subtype="png", filename="logo.png")
+    inner = EmailMessage()
+    inner["From"] = "ali@example.com"
+    inner["Subject"] = "Hotel list"
+    inner.set_content("The preferred hotel in Munich is the Hotel Isar.")
+    msg.add_attachment(inner, filename="hotels.eml")
+    path.write_bytes(msg.as_bytes())
+
+
+def make_deck(path: Path) -> None:
+    """Three slides: bullets with notes, a table, a group of text boxes without a title."""
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    deck.core_properties.title = "Sales Kickoff 2024"
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Targets"
+    body = slide.placeholders[1].text_frame
+    body.text = "Revenue target: EUR 4.2 million"
+    body.add_paragraph().text = "New customers: 35"
+    slide.notes_slide.notes_text_frame.text = "Mention the Leipzig office opening."
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Regional quotas"
+    rows = [
+        ("Region", "Quota", "Owner"),
+        ("North", "EUR 1.1 million", "Jana Weber"),
+        ("South", "EUR 0.9 million", "Ali Demir"),
+    ]
+    table = slide.shapes.add_table(3, 3, Inches(1), Inches(2), Inches(6), Inches(2)).table
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            table.cell(r, c).text = value
+    slide = deck.slides.add_slide(deck.slide_layouts[6])  # blank: no title placeholder
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(1), Inches(3), Inches(1)).text_frame.text = "Grouped note one"
+    group.shapes.add_textbox(Inches(1), Inches(2), Inches(3), Inches(1)).text_frame.text = "Grouped note two"
+    deck.save(str(path))
+
+
+def make_workbook(path: Path) -> None:
+    """Sheets "Budget" (a title row above a header), "Q1 Travel" and "Empty"."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Budget"
+    ws.append(["Budget 2024"])
+    ws.append([])
+    ws.append(["Department", "Item", "Amount", "Share", "Approved"])
+    ws.append(["Sales", "Trade fair Hamburg", 12500.0, 0.25, dt.datetime(2024, 3, 1)])
+    ws.append(["IT", "Laptops", 30000, 0.6, dt.datetime(2024, 2, 14, 9, 30)])
+    ws["D4"].number_format = "0%"
+    ws["D5"].number_format = "0%"
+    other = wb.create_sheet("Q1 Travel")
+    other.append(["City", "Trips"])
+    other.append(["Munich", 4])
+    wb.create_sheet("Empty")
+    wb.save(path)
