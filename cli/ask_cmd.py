@@ -14,8 +14,7 @@ from cli.common import (
     LlmOpt,
     ModeOpt,
     ThreadsOpt,
-    display_path,
-    page_label,
+    location,
     print_json,
     settings,
 )
@@ -64,13 +63,13 @@ def ask(
         typer.echo("\nSources:")
         for src in answer.sources:
             c = src.hit.chunk
-            where = ", ".join(x for x in (display_path(c.path), page_label(c.page_start, c.page_end)) if x)
+            where = location(c)
             quote = " ".join((src.quote.text if src.quote else c.text[:200]).split())
             typer.echo(f'[{src.n}] {where}\n    "{quote}"')
     if answer.refused and answer.candidates:
         typer.echo("\nClosest passages (not enough to answer):")
         for src in answer.candidates:
             c = src.hit.chunk
-            where = ", ".join(x for x in (display_path(c.path), page_label(c.page_start, c.page_end)) if x)
+            where = location(c, headings=False)
             snippet = " ".join(c.text.split())[:160]
             typer.echo(f"- {where}: {snippet}…")

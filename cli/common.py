@@ -55,6 +55,33 @@ def page_label(page_start: int | None, page_end: int | None) -> str:
     return f"p. {page_start}" if page_start == page_end or not page_end else f"pp. {page_start}-{page_end}"
 
 
+def source_label(chunk: Any) -> str:
+    """The file a passage comes from, and the file inside it when there is one:
+    'samples/mail.eml › report.pdf'."""
+    member = (getattr(chunk, "extra", None) or {}).get("member")
+    path = display_path(chunk.path)
+    return f"{path} › {member}" if member else path
+
+
+def position_label(chunk: Any, *, headings: bool = True) -> str:
+    """Where in that file: 'p. 3', 'slide 2', 'Budget!A2:F40', then the heading path (without
+    the member's name, which source_label shows): 'p. 3, Travel > Hotels'."""
+    extra = getattr(chunk, "extra", None) or {}
+    parts = [page_label(chunk.page_start, chunk.page_end), str(extra.get("locator") or "")]
+    if headings:
+        path = list(chunk.heading_path)
+        names = str(extra.get("member") or "").split(" › ")
+        if extra.get("member") and path[: len(names)] == names:
+            path = path[len(names) :]
+        parts.append(" > ".join(path))
+    return ", ".join(p for p in parts if p)
+
+
+def location(chunk: Any, *, headings: bool = True) -> str:
+    """A citation's full location: 'samples/mail.eml › report.pdf, p. 3, Costs'."""
+    return ", ".join(p for p in (source_label(chunk), position_label(chunk, headings=headings)) if p)
+
+
 def display_path(path: str) -> str:
     """A path relative to the working directory when it is below it."""
     try:

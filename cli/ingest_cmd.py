@@ -46,6 +46,8 @@ def ingest(
     Unchanged files are skipped without re-embedding; changed files are re-indexed; files
     moved inside an ingested folder keep their vectors; files deleted from an ingested folder
     are removed. A file that cannot be read is reported as `path: reason` and the run goes on.
+    Notes say what was read inside a file (rows indexed per sheet) and what was not (an
+    attachment or archive member that could not be read, and why).
 
     Every run ends with a summary (added, updated, moved, unchanged, removed, skipped, failed
     with reasons, time taken) on stderr, or on stdout as JSON with --json. Only one process
@@ -94,6 +96,7 @@ def ingest(
                         "reason": r.reason,
                         "chunks": r.chunks,
                         "moved_from": r.moved_from,
+                        "notes": list(r.notes),
                     }
                     for r in report.results
                 ],
@@ -110,6 +113,8 @@ def ingest(
             for r in report.results:
                 if r.status == "skipped":
                     typer.echo(f"skipped {display_path(r.path)}: {r.reason}", err=True)
+                for note in r.notes:  # rows indexed per sheet, attachments not read, ...
+                    typer.echo(f"note: {display_path(r.path)}: {note}", err=True)
         sm = report.summary()
         always = ("added", "updated", "unchanged", "removed", "failed")
         parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in always)

@@ -9,7 +9,18 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ModeOpt, display_path, page_label, print_json, settings
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    JsonOpt,
+    KbOpt,
+    ModeOpt,
+    display_path,
+    position_label,
+    print_json,
+    settings,
+    source_label,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +99,9 @@ def search(
                 )
             else:
                 for h in hits:
-                    where = page_label(h.chunk.page_start, h.chunk.page_end)
+                    member = h.chunk.extra.get("member")
+                    position = position_label(h.chunk, headings=False)
+                    where = ", ".join(x for x in (f"› {member}" if member else "", position) if x)
                     typer.echo(f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{where}")
         return
     hits = results[0]
@@ -100,9 +113,9 @@ def search(
         return
     for h in hits:
         c = h.chunk
-        where = ", ".join(x for x in (page_label(c.page_start, c.page_end), " > ".join(c.heading_path)) if x)
+        where = position_label(c)
         typer.echo(
-            f"{h.rank}. {display_path(c.path)}"
+            f"{h.rank}. {source_label(c)}"
             + (f" ({where})" if where else "")
             + f"  score {h.score:.3f}"
             + (f"  relevance {h.dense:.2f}" if h.dense is not None else "")

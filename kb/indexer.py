@@ -39,6 +39,9 @@ class FileResult:
     reason: str = ""
     chunks: int = 0
     moved_from: str | None = None
+    # What the parser reported beside the text: parts not read (an attachment, an archive
+    # member) and rows indexed per sheet (ParsedDocument.warnings).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -291,7 +294,8 @@ def ingest(
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
-            emit(FileResult(str(job.path), "updated" if job.is_update else "added", chunks=len(added)))
+            status = "updated" if job.is_update else "added"
+            emit(FileResult(str(job.path), status, chunks=len(added), notes=parsed.warnings))
         buffer.clear()
 
     for job, parsed in _parse_all(kb, todo, isolate):

@@ -121,6 +121,10 @@ class ChunkRow:
             "page_start": self.page_start,
             "page_end": self.page_end,
             "heading": list(self.heading_path),
+            # The file inside the file (an e-mail attachment, an archive member: "a.zip › b.pdf")
+            # and the position a page number cannot give ("slide 3", "Budget!A2:F40"), or null.
+            "member": self.extra.get("member"),
+            "locator": self.extra.get("locator"),
             "chunk_id": self.id,
         }
 
