@@ -1,7 +1,8 @@
 """End to end with the real embedded models: ingest samples/ through the CLI, then put every
 question of samples/questions.jsonl to `kb ask`.
 
-Answerable questions must cite their expected file (and page, for the PDF); unanswerable ones
+Answerable questions must cite their expected file (and page, for the PDF and the e-mail's PDF
+attachment); unanswerable ones
 must be refused. Runs in-process with Typer's CliRunner so the models load once.
 """
 
@@ -31,8 +32,9 @@ def sample_kb(tmp_path_factory):
     result = CliRunner().invoke(app, ["ingest", str(SAMPLES), "--kb", str(home), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    # questions.jsonl, README.md and the generator script are listed in samples/.kbignore.
-    assert report["summary"]["added"] == 5 and report["summary"]["failed"] == 0
+    # questions.jsonl, README.md and the generator script are listed in samples/.kbignore. Eight
+    # documents: PDF, DOCX, HTML, Markdown, text, XLSX, PPTX and an e-mail with a PDF attached.
+    assert report["summary"]["added"] == 8 and report["summary"]["failed"] == 0
     return home
 
 
@@ -110,7 +112,7 @@ def test_search_and_status_json(sample_kb):
     hits = json.loads(out.stdout)["hits"]
     assert Path(hits[0]["path"]).name == "expense-policy.html"
     status = json.loads(runner.invoke(app, ["status", "--kb", str(sample_kb), "--json"]).stdout)
-    assert status["documents"] == 5 and status["chunks"] == status["vectors"] == status["keyword_entries"]
+    assert status["documents"] == 8 and status["chunks"] == status["vectors"] == status["keyword_entries"]
 
 
 def test_real_cli_process_has_no_network_and_exits_cleanly(sample_kb):

@@ -414,9 +414,11 @@ def test_cli_rebuild(cli, docs, settings):
     assert "chunk_tokens: built with 24, now 40" in str(refused.exception)
 
 
-def test_unsupported_extensions_get_reasons_and_content_wins(settings, fake_embedder, docs):
+def test_unsupported_extensions_get_reasons_and_content_wins(settings, fake_embedder, docs, monkeypatch):
+    from ingest import legacy
     from tests.ingest_fixtures import make_pdf
 
+    monkeypatch.setattr(legacy, "soffice", lambda: None)  # as on a machine without LibreOffice
     (docs / "report.bin").write_bytes(make_pdf([["Quarterly uptime was 99.95 percent."]]))
     (docs / "old.doc").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
     (docs / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
@@ -424,5 +426,5 @@ def test_unsupported_extensions_get_reasons_and_content_wins(settings, fake_embe
         report = ingest(kb, [docs], isolate=False)
         by_name = {os.path.basename(r.path): r for r in report.results}
         assert by_name["report.bin"].status == "added", by_name["report.bin"]
-        assert by_name["old.doc"].status == "skipped" and "save it as .docx" in by_name["old.doc"].reason
-        assert by_name["photo.png"].status == "skipped" and "'.png'" in by_name["photo.png"].reason
+        assert by_name["old.doc"].status == "skipped" and "save the file as .docx" in by_name["old.doc"].reason
+        assert by_name["photo.png"].status == "skipped" and "'*.png' to .kbignore" in by_name["photo.png"].reason

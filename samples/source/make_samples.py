@@ -1,16 +1,19 @@
 """Regenerate the binary sample documents in samples/.
 
 The sample set describes a fictional company, Brightwater Analytics GmbH (Leipzig),
-and its product Brightwater Insight. This script writes the two binary files:
+and its product Brightwater Insight. This script writes the generated files:
 
-    samples/employee-handbook.pdf    (10 pages, made with fpdf2)
-    samples/it-security-policy.docx  (made with python-docx)
+    samples/employee-handbook.pdf         (10 pages, made with fpdf2)
+    samples/it-security-policy.docx       (made with python-docx)
+    samples/software-licences-2024.xlsx   (one sheet, made with openpyxl)
+    samples/product-roadmap-2024.pptx     (four slides with a table and notes, python-pptx)
+    samples/office-move.eml               (an e-mail with a 2-page PDF attachment, fpdf2)
 
 The other samples (expense-policy.html, onboarding-guide.md, product-faq.txt) are
 written by hand and are not generated.
 
 Requirements, only needed to regenerate (the generated files are committed):
-    pip install fpdf2 python-docx        # both from PyPI; pypdf to check the output
+    pip install fpdf2                    # from PyPI; python-docx, python-pptx and openpyxl come with kb
 
 Run from anywhere:
     python samples/source/make_samples.py
@@ -556,12 +559,195 @@ def make_policy(path: Path) -> None:
     _fix_zip_timestamps(path)
 
 
-def _fix_zip_timestamps(path: Path) -> None:
-    """Rewrite the .docx archive with fixed entry dates so regeneration is byte-stable."""
+# ---------------------------------------------------------------------------
+# Software licences (XLSX), product roadmap (PPTX) and an office-move e-mail
+# with a PDF attachment (EML): answers that sit only in a spreadsheet row, a
+# slide, an e-mail body and an e-mail attachment.
+# ---------------------------------------------------------------------------
+
+LICENCES_TITLE = "Software licences, status 1 March 2024 (maintained by the IT Service Desk)"
+LICENCES_HEADER = ("Tool", "Vendor", "Seats", "Renews on", "Owner team")
+LICENCES_ROWS = [
+    ("Jira Software", "Atlassian", 135, _dt.date(2024, 11, 30), "Engineering"),
+    ("Zendesk Suite", "Zendesk", 20, _dt.date(2025, 2, 28), "Customer Support"),
+    ("Salesforce Sales Cloud", "Salesforce", 28, _dt.date(2024, 9, 30), "Sales Operations"),
+    ("Figma Organization", "Figma", 12, _dt.date(2025, 1, 15), "Marketing"),
+    ("Adobe Acrobat Pro", "Adobe", 40, _dt.date(2024, 12, 31), "IT Service Desk"),
+    ("Miro Business", "Miro", 60, _dt.date(2024, 7, 31), "People Team"),
+]
+LICENCES_NOTE = "Request additional seats through a Service Desk ticket; unused seats are reclaimed after 60 days."
+
+
+def make_licences(path: Path) -> None:
+    import openpyxl
+    from openpyxl.styles import Font
+
+    wb = openpyxl.Workbook()
+    wb.properties.creator = "IT Service Desk"
+    wb.properties.title = "Software licences 2024"
+    wb.properties.created = FIXED_DATE.replace(tzinfo=None)
+    wb.properties.modified = FIXED_DATE.replace(tzinfo=None)
+    ws = wb.active
+    ws.title = "Licences"
+    ws.append([LICENCES_TITLE])
+    ws["A1"].font = Font(bold=True, size=13)
+    ws.append([])
+    ws.append(list(LICENCES_HEADER))
+    for cell in ws[3]:
+        cell.font = Font(bold=True)
+    for row in LICENCES_ROWS:
+        ws.append(list(row))
+        ws.cell(ws.max_row, 4).number_format = "yyyy-mm-dd"
+    ws.append([])
+    ws.append([LICENCES_NOTE])
+    for column, width in zip("ABCDE", (26, 14, 8, 14, 20)):
+        ws.column_dimensions[column].width = width
+    wb.save(path)
+    _fix_zip_timestamps(path, core_modified=True)
+
+
+ROADMAP_TITLE = "Product roadmap 2024"
+ROADMAP_SLIDES = [
+    ("Insight 4.3: connectors and reports", [
+        "Snowflake and BigQuery connectors",
+        "Scheduled PDF reports by e-mail",
+        "Beta for selected customers in August 2024",
+    ], "Stress that the connectors were the most requested feature in the customer survey."),
+    ("Deprecations", [
+        "The legacy REST API v1 is switched off on 31 January 2025.",
+        "Customers move to the REST API v2; a migration guide is in the developer portal.",
+    ], "Customer Success contacts every customer who still calls API v1."),
+]
+ROADMAP_RELEASES = [
+    ("Release", "Target date", "Focus"),
+    ("Insight 4.3", "9 September 2024", "Connectors and scheduled reports"),
+    ("Insight 4.4", "2 December 2024", "Data lineage and audit log"),
+]
+
+
+def make_roadmap(path: Path) -> None:
+    from pptx import Presentation
+    from pptx.util import Inches, Pt
+
+    deck = Presentation()
+    props = deck.core_properties
+    props.title = ROADMAP_TITLE
+    props.author = "Product Team"
+    props.created = props.modified = FIXED_DATE.replace(tzinfo=None)
+    props.last_modified_by = "Product Team"
+    props.revision = 1
+    slide = deck.slides.add_slide(deck.slide_layouts[0])
+    slide.shapes.title.text = ROADMAP_TITLE
+    slide.placeholders[1].text = "Product Team, March 2024"
+    for title, bullets, notes in ROADMAP_SLIDES[:1]:
+        _bullet_slide(deck, title, bullets, notes)
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    slide.shapes.title.text = "Release dates"
+    table = slide.shapes.add_table(len(ROADMAP_RELEASES), 3, Inches(0.7), Inches(2), Inches(8.6), Inches(2)).table
+    for r, row in enumerate(ROADMAP_RELEASES):
+        for c, value in enumerate(row):
+            cell = table.cell(r, c)
+            cell.text = value
+            cell.text_frame.paragraphs[0].runs[0].font.size = Pt(16)
+    for title, bullets, notes in ROADMAP_SLIDES[1:]:
+        _bullet_slide(deck, title, bullets, notes)
+    deck.save(str(path))
+    _fix_zip_timestamps(path)
+
+
+def _bullet_slide(deck, title: str, bullets: list[str], notes: str) -> None:
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = title
+    frame = slide.placeholders[1].text_frame
+    frame.text = bullets[0]
+    for bullet in bullets[1:]:
+        frame.add_paragraph().text = bullet
+    slide.notes_slide.notes_text_frame.text = notes
+
+
+OFFICE_MOVE_BODY = """Dear colleagues,
+
+from Monday 15 July 2024 the Customer Support team works on the 4th floor of the Leipzig office, in rooms 4.01 to 4.12. The move itself takes place on Friday 12 July 2024: please pack your desk into the labelled boxes by 14:00 that day. The removal company takes care of monitors and docking stations; laptops and headsets you take home for the weekend.
+
+The new meeting room on the 4th floor is called Elster and can be booked in Outlook from 15 July.
+
+The attached parking guide explains the new rules for the courtyard, which apply from the same day.
+
+Kind regards,
+Greta Schulz
+Facilities, Brightwater Analytics GmbH
+"""
+PARKING_PAGES = [
+    ("Parking at the Leipzig office", [
+        "The courtyard at Karl-Heine-Strasse 42 has 24 parking spaces and 6 charging points for "
+        "electric cars. Spaces are not assigned to people; the first 4 spaces next to the entrance "
+        "are reserved for visitors and must be kept free.",
+        "Bicycles are parked in the covered bicycle room next to the courtyard gate, which your "
+        "access badge opens.",
+    ]),
+    ("Permits and charging", [
+        "A monthly parking permit is EUR 45.",
+        "Permits are booked in PeopleHub by the 25th of the previous month, and the fee is deducted "
+        "from your salary.",
+        "Charging is free for company cars. Private electric cars pay EUR 0.35 per kWh, billed "
+        "with the parking permit.",
+    ]),
+]
+
+
+def _parking_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    font = _pick_font(pdf)
+    pdf.set_title("Parking guide, Leipzig office")
+    pdf.set_author("Facilities, " + COMPANY)
+    pdf.set_creator("samples/source/make_samples.py")
+    pdf.set_creation_date(FIXED_DATE)
+    pdf.set_margins(22, 20, 22)
+    for heading, paragraphs in PARKING_PAGES:
+        pdf.add_page()
+        pdf.set_font(font, "B", 16)
+        pdf.multi_cell(0, 9, heading, new_x="LMARGIN", new_y="NEXT", align="L")
+        pdf.ln(3)
+        pdf.set_font(font, "", 11)
+        for text in paragraphs:
+            pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT", align="L")
+            pdf.ln(3)
+    return bytes(pdf.output())
+
+
+def make_office_move_mail(path: Path) -> None:
+    from email.message import EmailMessage
+    from email.policy import SMTP
+
+    msg = EmailMessage()
+    msg["From"] = "Greta Schulz <facilities@brightwater.example>"
+    msg["To"] = "All staff Leipzig <leipzig@brightwater.example>"
+    msg["Date"] = "Mon, 03 Jun 2024 09:30:00 +0200"
+    msg["Subject"] = "Office move: Customer Support moves to the 4th floor"
+    msg["Message-ID"] = "<office-move-2024@brightwater.example>"
+    msg.set_content(OFFICE_MOVE_BODY)
+    msg.add_attachment(_parking_pdf(), maintype="application", subtype="pdf", filename="parking-guide.pdf")
+    msg.set_boundary("==brightwater-sample-office-move==")
+    path.write_bytes(msg.as_bytes(policy=SMTP))
+
+
+def _fix_zip_timestamps(path: Path, core_modified: bool = False) -> None:
+    """Rewrite an Office archive with fixed entry dates so regeneration is byte-stable
+    (`core_modified`: also the save time openpyxl writes into docProps/core.xml)."""
+    import re
     import zipfile
 
     with zipfile.ZipFile(path) as src:
         entries = [(info, src.read(info.filename)) for info in src.infolist()]
+    if core_modified:
+        stamp = FIXED_DATE.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+        entries = [
+            (info, re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>" + stamp + rb"\g<2>", data)
+             if info.filename == "docProps/core.xml" else data)
+            for info, data in entries
+        ]
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
         for info, data in entries:
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE.timetuple()[:6])
@@ -573,7 +759,11 @@ def _fix_zip_timestamps(path: Path) -> None:
 def main() -> None:
     make_handbook(SAMPLES / "employee-handbook.pdf")
     make_policy(SAMPLES / "it-security-policy.docx")
-    for name in ("employee-handbook.pdf", "it-security-policy.docx"):
+    make_licences(SAMPLES / "software-licences-2024.xlsx")
+    make_roadmap(SAMPLES / "product-roadmap-2024.pptx")
+    make_office_move_mail(SAMPLES / "office-move.eml")
+    for name in ("employee-handbook.pdf", "it-security-policy.docx", "software-licences-2024.xlsx",
+                 "product-roadmap-2024.pptx", "office-move.eml"):
         print(f"wrote {SAMPLES / name} ({(SAMPLES / name).stat().st_size} bytes)")
 
 
