@@ -111,6 +111,10 @@ def parse_xlsx(path: Path) -> ParsedDocument:
             raise ParseError(f"corrupt XLSX: missing part {exc.args[0] if exc.args else ''}".rstrip()) from exc
         try:
             for sheet in workbook.worksheets:
+                # The declared size (often A1:XFD1048576 after formatting whole columns) would pad
+                # every row to it; without it rows hold their own cells and gaps cost nothing.
+                if hasattr(sheet, "reset_dimensions"):
+                    sheet.reset_dimensions()
                 count = add_sheet(builder, sheet.title, sheet_rows(sheet.iter_rows()))
                 if count:
                     notes.append(f"sheet {sheet.title}: {count} rows indexed")

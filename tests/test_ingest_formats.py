@@ -82,7 +82,8 @@ def test_password_protected_office_file(tmp_path: Path) -> None:
 
 
 def test_empty_file_of_any_format(tmp_path: Path) -> None:
-    for name in ("empty.pdf", "empty.docx", "empty.html", "empty.txt"):
+    names = ("pdf", "docx", "html", "txt", "pptx", "xlsx", "csv", "eml", "msg", "epub", "odt", "rtf", "zip", "doc")
+    for name in (f"empty.{ext}" for ext in names):
         path = tmp_path / name
         path.write_bytes(b"")
         with pytest.raises(EmptyDocument, match=r"^empty file$"):

@@ -4,11 +4,14 @@ spreadsheet positions (sheet and cell range) carried into chunk metadata."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zipfile
 from pathlib import Path
 
 import openpyxl
 import pytest
 
+from ingest import xlsx
 from ingest.builder import DocumentBuilder
 from ingest.chunking import WhitespaceTokenizer, chunk_document
 from ingest.delimited import parse_delimited
@@ -229,3 +232,39 @@ def test_binary_csv_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x01\x02" * 1000)
     with pytest.raises(ParseError, match="binary file"):
         parse_file(path)
+
+
+def test_a_sheet_declaring_the_whole_grid_is_read_by_its_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "wide.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["A1"], ws["B1"] = "Key", "Value"
+    ws["A2"], ws["B2"] = "alpha", 1
+    ws["A900000"], ws["B900000"] = "omega", 2
+    wb.save(path)
+    # As Excel writes it after formatting whole columns: the full grid as the sheet's size.
+    with zipfile.ZipFile(path) as src:
+        parts = {info.filename: src.read(info) for info in src.infolist()}
+    sheet = parts["xl/worksheets/sheet1.xml"].decode()
+    parts["xl/worksheets/sheet1.xml"] = re.sub(
+        r'<dimension ref="[^"]*"', '<dimension ref="A1:XFD1048576"', sheet
+    ).encode()
+    with zipfile.ZipFile(path, "w") as dst:
+        for name, data in parts.items():
+            dst.writestr(name, data)
+    widths: list[int] = []
+    real = xlsx.sheet_rows
+
+    def recording(rows):
+        for row in rows:
+            widths.append(len(row))
+            yield row
+
+    monkeypatch.setattr(xlsx, "sheet_rows", lambda rows: real(recording(rows)))
+    doc = parse_xlsx(path)
+    # Rows hold their own cells: padded to the declared grid, each would be 16,384 cells wide.
+    assert max(widths) == 2
+    assert [(doc.block_text(b), b.meta["row"]) for b in doc.blocks] == [
+        ("Key: alpha; Value: 1", 2),
+        ("Key: omega; Value: 2", 900000),
+    ]
