@@ -1,16 +1,15 @@
 """Parsing and chunking speed per format, this tree beside a baseline revision, in one run.
 
-    python bench/ingest_formats.py                         # baseline: main
-    python bench/ingest_formats.py --baseline 99867a3 --rounds 5
-    python bench/ingest_formats.py --docs /work/shared/eval/docs/unstructured-example-docs
-    python bench/ingest_formats.py --rows 100000           # a 100,000-row sheet (xlsx and csv)
+    python bench/run.py --only ingest_formats --formats-baseline 99867a3 --formats-rounds 5
+    python bench/run.py --only ingest_formats --formats-docs /work/shared/eval/docs/unstructured-example-docs
+    python bench/run.py --only ingest_formats --formats-rows 100000    # a 100,000-row sheet (xlsx, csv)
 
 What the parse worker does for each file (ingest.formats.parse_file, then chunk_document with the
 default embedding model's tokenizer and the default chunk settings) is timed in a fresh process
 per tree and round, the trees alternating so that a change in the machine's load biases neither;
 the best round of each is kept. The baseline tree is `git archive` of the revision, imported
 through PYTHONPATH ahead of the installed kb. Embedding is not timed: it does not depend on the
-format. Prints a table and appends one JSON line to bench/results-formats.jsonl.
+format. Not a default section of bench/run.py (it needs git and takes minutes): name it in --only.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -27,8 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+NAME = "ingest_formats"
+DEFAULT = False
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results-formats.jsonl"
 # Text formats kb read before slides, sheets and mail: their speed must not regress.
 TEXT_FORMATS = (".pdf", ".docx", ".html", ".htm", ".md", ".txt")
 
@@ -61,11 +60,13 @@ def _measure(tree: Path | None, files: list[Path], repeat: int) -> dict[str, Any
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = str(tree) + os.pathsep + env.get("PYTHONPATH", "")
+    # This file is run by path (bench/ is not put on sys.path, where bench/ingest.py would shadow
+    # the ingest package), so the baseline tree's ingest and kb are the ones imported.
     code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import ingest_formats as b; "
-        "print(json.dumps(b._worker(json.loads(sys.argv[2]), int(sys.argv[3]))))"
+        "import json, runpy, sys; b = runpy.run_path(sys.argv[1]); "
+        "print(json.dumps(b['_worker'](json.loads(sys.argv[2]), int(sys.argv[3]))))"
     )
-    args = [sys.executable, "-c", code, str(REPO / "bench"), json.dumps([str(f) for f in files]), str(repeat)]
+    args = [sys.executable, "-c", code, __file__, json.dumps([str(f) for f in files]), str(repeat)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir(), check=False)
     if done.returncode != 0:
         raise SystemExit(f"worker failed ({tree or 'this tree'}):\n{done.stderr[-2000:]}")
@@ -112,80 +113,91 @@ def _big_sheets(rows: int, folder: Path) -> list[Path]:
     return [xlsx, text]
 
 
-def _files(args: argparse.Namespace) -> list[Path]:
-    """The files `kb ingest` would consider (.kbignore applies), text formats unless --all-formats."""
+def _files(o: argparse.Namespace) -> list[Path]:
+    """The files `kb ingest` would consider (.kbignore applies), text formats unless --formats-all."""
     from ingest.discover import discover
 
-    found = discover([REPO / "samples", *args.docs])
-    return [p for p in found if args.all_formats or p.suffix.lower() in TEXT_FORMATS]
+    found = discover([REPO / "samples", *o.formats_docs])
+    return [p for p in found if o.formats_all or p.suffix.lower() in TEXT_FORMATS]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--baseline", default="main", help="git revision to compare with (default: main)")
-    p.add_argument("--docs", type=Path, nargs="*", default=[], help="more files or folders to time")
-    p.add_argument("--all-formats", action="store_true", help="time every file found, not only text formats")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per tree; the best is kept")
-    p.add_argument("--repeat", type=int, default=2, help="parses of each file per round; the best is kept")
-    p.add_argument("--rows", type=int, default=0, help="also time a generated sheet of this many rows")
-    p.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file the result is appended to")
-    args = p.parse_args()
-    files = _files(args)
-    with tempfile.TemporaryDirectory(prefix="kb-bench-formats-") as tmp:
-        folder = Path(tmp)
-        base = _baseline_tree(args.baseline, folder)
-        runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
-        for _ in range(args.rounds):
-            for label, tree in (("baseline", base), ("current", None)):
-                runs[label].append(_measure(tree, files, args.repeat))
-        sheets = []
-        if args.rows:
-            sheets = _big_sheets(args.rows, folder)
-            runs["sheets"] = [_measure(None, [s], 1) for s in sheets]
-    result = _report(files, runs, sheets, args)
-    with args.out.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(result) + "\n")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This section's options."""
+    p.add_argument("--formats-baseline", default="main", help="git revision parsing is compared with")
+    p.add_argument("--formats-docs", type=Path, nargs="*", default=[], help="more files or folders to time")
+    p.add_argument("--formats-all", action="store_true", help="time every file found, not only text formats")
+    p.add_argument("--formats-rounds", type=int, default=3, help="alternating rounds per tree; the best is kept")
+    p.add_argument("--formats-repeat", type=int, default=2, help="parses of each file per round; the best kept")
+    p.add_argument("--formats-rows", type=int, default=0, help="also time a generated sheet of this many rows")
+
+
+def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
+    """Measure, and store the figures in res[NAME]."""
+    files = _files(o)
+    folder = tmp / "formats"
+    folder.mkdir()
+    base = _baseline_tree(o.formats_baseline, folder)
+    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "current": []}
+    for _ in range(o.formats_rounds):
+        for label, tree in (("baseline", base), ("current", None)):
+            runs[label].append(_measure(tree, files, o.formats_repeat))
+    sheets = _big_sheets(o.formats_rows, folder) if o.formats_rows else []
+    runs["sheets"] = [_measure(None, [s], 1) for s in sheets]
+    res[NAME] = _figures(o, files, runs, sheets)
 
 
 def _best(runs: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return min((r[name] for r in runs), key=lambda x: x["seconds"])
 
 
-def _report(files: list[Path], runs: dict[str, list[dict[str, Any]]], sheets: list[Path], args) -> dict[str, Any]:
+def _figures(o: argparse.Namespace, files: list[Path], runs: dict[str, list[dict[str, Any]]], sheets: list[Path]):
     rows = []
-    print(f"parse + chunk, best of {args.rounds} rounds x {args.repeat} (seconds); baseline = {args.baseline}")
-    print(f"{'file':58} {'baseline':>9} {'current':>9} {'ratio':>6}  chunks")
     totals = {"baseline": 0.0, "current": 0.0}
     for path in files:
         b, c = _best(runs["baseline"], str(path)), _best(runs["current"], str(path))
-        name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
         for label, r in (("baseline", b), ("current", c)):
             if not r["error"]:
                 totals[label] += r["seconds"]
-        note = c["error"] or b["error"]
-        ratio = c["seconds"] / b["seconds"] if b["seconds"] > 0 and not b["error"] else float("nan")
-        chunks = f"{b['chunks']} -> {c['chunks']}" if b["chunks"] != c["chunks"] else str(c["chunks"])
-        print(f"{name[-58:]:58} {b['seconds']:9.3f} {c['seconds']:9.3f} {ratio:6.2f}  {chunks}  {note[:50]}")
+        name = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
         rows.append({"file": name, "baseline": b, "current": c})
-    print(f"{'total (files both trees read)':58} {totals['baseline']:9.3f} {totals['current']:9.3f}")
-    rss = {label: max(r["_rss_mb"] for r in runs[label]) for label in ("baseline", "current")}
-    print(f"peak RSS of a worker: baseline {rss['baseline']:.0f} MB, current {rss['current']:.0f} MB")
-    sheet_rows = []
-    for path, run in zip(sheets, runs.get("sheets", []), strict=True):
-        r = run[str(path)]
-        print(f"{path.name}: {r['seconds']:.1f} s, {r['chunks']} chunks, peak RSS {run['_rss_mb']:.0f} MB {r['error']}")
-        sheet_rows.append({"file": path.name, **r, "rss_mb": run["_rss_mb"]})
+    sheet_rows = [
+        {"file": path.name, **run[str(path)], "rss_mb": run["_rss_mb"]}
+        for path, run in zip(sheets, runs["sheets"], strict=True)
+    ]
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "baseline": args.baseline,
+        "baseline": o.formats_baseline,
+        "rounds": o.formats_rounds,
+        "repeat": o.formats_repeat,
         "load_average": os.getloadavg(),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "totals": totals,
-        "rss_mb": rss,
+        "rss_mb": {label: max(r["_rss_mb"] for r in runs[label]) for label in ("baseline", "current")},
         "files": rows,
         "sheets": sheet_rows,
     }
 
 
+def report(res: dict[str, Any]) -> list[str]:
+    """The report's lines for res[NAME]."""
+    f = res[NAME]
+    lines = [
+        f"parse + chunk per file, best of {f['rounds']} rounds x {f['repeat']} (seconds); baseline {f['baseline']}",
+        f"  {'file':56} {'baseline':>9} {'current':>9} {'ratio':>6}  chunks",
+    ]
+    for row in f["files"]:
+        b, c = row["baseline"], row["current"]
+        ratio = c["seconds"] / b["seconds"] if b["seconds"] > 0 and not b["error"] else float("nan")
+        chunks = f"{b['chunks']} -> {c['chunks']}" if b["chunks"] != c["chunks"] else str(c["chunks"])
+        note = (c["error"] or b["error"])[:40]
+        lines.append(f"  {row['file'][-56:]:56} {b['seconds']:9.3f} {c['seconds']:9.3f} {ratio:6.2f}  {chunks}  {note}")
+    t = f["totals"]
+    lines.append(f"  {'total (files both trees read)':56} {t['baseline']:9.3f} {t['current']:9.3f}")
+    rss = f["rss_mb"]
+    lines.append(f"  peak RSS of a worker: baseline {rss['baseline']:.0f} MB, current {rss['current']:.0f} MB")
+    for s in f["sheets"]:
+        peak = f"peak RSS {s['rss_mb']:.0f} MB"
+        lines.append(f"  {s['file']}: {s['seconds']:.1f} s, {s['chunks']} chunks, {peak} {s['error']}")
+    return lines
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit("run it through the shared runner: python bench/run.py --only ingest_formats")
