@@ -63,7 +63,8 @@ def ask(
         typer.echo("\nSources:")
         for src in answer.sources:
             c = src.hit.chunk
-            where = location(c)
+            # The pages of the quoted sentence, not of the whole passage.
+            where = location(c, pages=c.pages_of(src.quote.start, src.quote.end) if src.quote else None)
             quote = " ".join((src.quote.text if src.quote else c.text[:200]).split())
             typer.echo(f'[{src.n}] {where}\n    "{quote}"')
     if answer.refused and answer.candidates:

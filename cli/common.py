@@ -63,11 +63,13 @@ def source_label(chunk: Any) -> str:
     return f"{path} › {member}" if member else path
 
 
-def position_label(chunk: Any, *, headings: bool = True) -> str:
+def position_label(chunk: Any, *, headings: bool = True, pages: tuple[int | None, int | None] | None = None) -> str:
     """Where in that file: 'p. 3', 'slide 2', 'Budget!A2:F40', then the heading path (without
-    the member's name, which source_label shows): 'p. 3, Travel > Hotels'."""
+    the member's name, which source_label shows): 'p. 3, Travel > Hotels'. `pages` narrows the
+    chunk's pages to those of a quote."""
     extra = getattr(chunk, "extra", None) or {}
-    parts = [page_label(chunk.page_start, chunk.page_end), str(extra.get("locator") or "")]
+    first, last = pages or (chunk.page_start, chunk.page_end)
+    parts = [page_label(first, last), str(extra.get("locator") or "")]
     if headings:
         path = list(chunk.heading_path)
         names = str(extra.get("member") or "").split(" › ")
@@ -77,9 +79,10 @@ def position_label(chunk: Any, *, headings: bool = True) -> str:
     return ", ".join(p for p in parts if p)
 
 
-def location(chunk: Any, *, headings: bool = True) -> str:
+def location(chunk: Any, *, headings: bool = True, pages: tuple[int | None, int | None] | None = None) -> str:
     """A citation's full location: 'samples/mail.eml › report.pdf, p. 3, Costs'."""
-    return ", ".join(p for p in (source_label(chunk), position_label(chunk, headings=headings)) if p)
+    where = position_label(chunk, headings=headings, pages=pages)
+    return ", ".join(p for p in (source_label(chunk), where) if p)
 
 
 def display_path(path: str) -> str:

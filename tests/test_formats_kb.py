@@ -80,5 +80,9 @@ def test_location_labels() -> None:
     assert location(nested) == "/x/a.zip › b.zip › c.txt"
     sheet = _chunk("/x/budget.xlsx", None, ("Budget",), {"locator": "Budget!A2:F40"})
     assert location(sheet, headings=False) == "/x/budget.xlsx, Budget!A2:F40"
+    spread = _chunk("/x/mail.eml", 1, ("report.pdf",), {"member": "report.pdf"})
+    spread.page_end = 2
+    assert location(spread) == "/x/mail.eml › report.pdf, pp. 1-2"
+    assert location(spread, pages=(2, 2)) == "/x/mail.eml › report.pdf, p. 2"  # the quote's page
     plain = _chunk("/x/guide.md", None, ("Guide", "First day"), {})
     assert location(plain) == "/x/guide.md, Guide > First day"
