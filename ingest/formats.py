@@ -244,11 +244,20 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def parse_file(path: Path, *, password: str = "", nesting: Nesting | None = None) -> ParsedDocument:
+def parse_file(
+    path: Path,
+    *,
+    password: str = "",
+    nesting: Nesting | None = None,
+    pdf_engine: str = "auto",
+    on_page: Callable[[], None] | None = None,
+) -> ParsedDocument:
     """Parse one file into a document; every failure is a ParseError with a one-line reason.
 
     `nesting` is set when the file was found inside another one (an attachment, an archive
-    member): it bounds how deep and how much such files are unpacked.
+    member): it bounds how deep and how much such files are unpacked. `password` opens encrypted
+    PDFs; `pdf_engine` is the library reading PDF text (ingest/pdf.py); `on_page` is called after
+    each page a parser has read (a sign of progress on a long file).
     """
     try:
         with path.open("rb") as handle:
@@ -262,7 +271,7 @@ def parse_file(path: Path, *, password: str = "", nesting: Nesting | None = None
         if fmt in _CONTAINERS:
             return _parser(fmt)(path, password=password, nesting=nesting or Nesting())
         if fmt == "pdf":
-            return _parser(fmt)(path, password=password)
+            return _parser(fmt)(path, password=password, engine=pdf_engine, on_page=on_page)
         return _parser(fmt)(path)
     except ParseError:
         raise
