@@ -137,12 +137,28 @@ class Settings:
         default=0.56,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
-    parse_timeout: float = _doc("Seconds a single file may take to parse.", default=120.0)
+    parse_timeout: float = _doc(
+        "Seconds a parser may work on a file without finishing it, or without finishing a page of a PDF "
+        "(time spent waiting for a core is not counted).",
+        default=120.0,
+    )
     parse_memory_mb: int = _doc(
         "Address-space cap in MB for the parse worker (0 = no cap); a file whose parser exceeds it fails alone.",
         default=2048,
     )
     pdf_password: str = _doc("Password tried on encrypted PDFs (empty password is always tried).", default="")
+    pdf_engine: str = _doc(
+        "Library that reads PDF text: auto (PDFium through pypdfium2, about 20x faster; pypdf for a file or "
+        "page PDFium cannot read), pdfium (PDFium only) or pypdf (pypdf only, the slower pure-Python reader). "
+        "docs/pdf.md compares their text. Env KB_PDF_ENGINE.",
+        default="auto",
+    )
+    parse_workers: int = _doc(
+        "Parse worker processes (default: the cores). Each parses one file at a time, isolated (parse_timeout, "
+        "parse_memory_mb, crashes), at a lower priority than the embedder, so parsing fills the time the "
+        "embedder leaves. Env KB_PARSE_WORKERS.",
+        default_factory=lambda: os.cpu_count() or 1,
+    )
 
     @classmethod
     def fields_doc(cls) -> list[tuple[str, str, Any]]:
@@ -220,6 +236,10 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:
         raise ConfigError(f"parse_memory_mb must be 0 (no cap) or at least 256 (got {s.parse_memory_mb})")
+    if s.pdf_engine not in ("auto", "pdfium", "pypdf"):
+        raise ConfigError(f"pdf_engine must be auto, pdfium or pypdf (got {s.pdf_engine!r})")
+    if s.parse_workers < 1:
+        raise ConfigError(f"parse_workers must be at least 1 (got {s.parse_workers})")
     if s.rerank_sentences < 0:
         raise ConfigError(f"rerank_sentences must be 0 or more (got {s.rerank_sentences})")
     if s.extractive_sentences < 1:

@@ -23,11 +23,12 @@ from ingest.discover import discover, unreadable_folder
 from ingest.formats import SUPPORTED
 from kb.config import Settings
 from kb.errors import InputError
-from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
+from kb.isolation import PARSE_NICE, ParsedChunks, ParseJob, ParsePool, parse_and_chunk
 from kb.knowledge import KnowledgeBase
 from kb.store import DocumentRow
 
 STATUSES = ("added", "updated", "moved", "unchanged", "removed", "skipped", "failed")
+STAGES = ("parse", "chunk", "embed", "store", "wait")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class FileResult:
     # What the parser reported beside the text: parts not read (an attachment, an archive
     # member) and rows indexed per sheet (ParsedDocument.warnings).
     notes: tuple[str, ...] = ()
+    pages: int = 0  # pages of a PDF parsed (0 for formats without pages)
 
 
 @dataclass
@@ -51,6 +53,9 @@ class IngestReport:
     results: list[FileResult] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
+    # Seconds per stage: parse and chunk summed over the parse workers (they run in parallel with
+    # the rest), embed and store in this process, wait = this process waiting for parsed files.
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def count(self, status: str) -> int:
         """How many files ended with this status."""
@@ -68,6 +73,23 @@ class IngestReport:
 
 Progress = Callable[[int, int, FileResult | None], None]  # also told "embedding" for a file in progress
 EMBED_STEP = 512  # passages embedded between progress reports
+
+
+@dataclass(frozen=True)
+class Work:
+    """How far an ingest run is, in the units that take time: pages and passages stored, and
+    the bytes of the files to parse (`bytes_done` counts a file being embedded in part)."""
+
+    files_done: int
+    files_total: int
+    pages: int
+    passages: int
+    bytes_done: float
+    bytes_total: int
+    seconds: float
+
+
+WorkProgress = Callable[[Work], None]
 
 
 def file_sha256(path: Path) -> str:
@@ -208,11 +230,13 @@ def ingest(
     paths: list[Path],
     *,
     progress: Progress | None = None,
+    on_work: WorkProgress | None = None,
     dry_run: bool = False,
     isolate: bool = True,
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
 
+    `progress` hears of every file; `on_work` of pages, passages and bytes as they are stored.
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
     report says what would happen; parse failures are only found by a real run.
     """
@@ -256,8 +280,25 @@ def ingest(
         emit(action)
 
     buffer: list[tuple[_Parse, ParsedChunks]] = []
+    timings = report.timings
+    bytes_total = sum(item.st.st_size for item in todo)
+    tally = {"pages": 0, "passages": 0, "bytes": 0}
 
-    def embed_in_steps(texts: list[str], path: str) -> np.ndarray:
+    def tell_work(partial: float = 0.0) -> None:
+        if on_work:
+            on_work(
+                Work(
+                    done,
+                    total,
+                    tally["pages"],
+                    tally["passages"],
+                    tally["bytes"] + partial,
+                    bytes_total,
+                    time.monotonic() - started,
+                )
+            )
+
+    def embed_in_steps(texts: list[str], path: str, size: int) -> np.ndarray:
         # A 600-page PDF is minutes of embedding: report it in steps so the bar does not freeze.
         step = max(EMBED_STEP, settings.embed_batch)
         if len(texts) <= step:
@@ -266,15 +307,20 @@ def ingest(
         for i in range(0, len(texts), step):
             if progress:
                 progress(done, total, FileResult(path, "embedding", f"{i}/{len(texts)} passages embedded"))
+            tell_work(size * i / len(texts))
             parts.append(kb.embedder.embed(texts[i : i + step], batch_size=settings.embed_batch))
         return np.vstack(parts)
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
         texts = [embedding_text(p.title, c.heading_path, c.text) for _, p in buffer for c in p.chunks]
-        vectors = embed_in_steps(texts, str(buffer[-1][0].path)) if texts else None
+        size = sum(job.st.st_size for job, _ in buffer)
+        tick = time.monotonic()
+        vectors = embed_in_steps(texts, str(buffer[-1][0].path), size) if texts else None
+        timings["embed"] += time.monotonic() - tick
         offset = 0
         for job, parsed in buffer:
+            tick = time.monotonic()
             n = len(parsed.chunks)
             vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
             offset += n
@@ -294,17 +340,36 @@ def ingest(
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
+            timings["store"] += time.monotonic() - tick
+            tally["pages"] += parsed.n_pages or 0
+            tally["passages"] += n
+            tally["bytes"] += job.st.st_size
             status = "updated" if job.is_update else "added"
-            emit(FileResult(str(job.path), status, chunks=len(added), notes=parsed.warnings))
+            result = FileResult(
+                str(job.path), status, chunks=len(added), notes=parsed.warnings, pages=parsed.n_pages or 0
+            )
+            emit(result)
+            tell_work()
         buffer.clear()
 
-    for job, parsed in _parse_all(kb, todo, isolate):
+    parsed_files = _parse_all(kb, todo, isolate)
+    while True:
+        tick = time.monotonic()
+        got = next(parsed_files, None)
+        timings["wait"] += time.monotonic() - tick
+        if got is None:
+            break
+        job, parsed = got
         if isinstance(parsed, str) or not parsed.chunks:
             reason = parsed if isinstance(parsed, str) else "no text to index"
             if job.is_update:
                 reason += "; the previously indexed version is kept"
+            tally["bytes"] += job.st.st_size
             emit(FileResult(str(job.path), "failed", reason))
+            tell_work()
             continue
+        timings["parse"] += parsed.parse_seconds
+        timings["chunk"] += parsed.chunk_seconds
         buffer.append((job, parsed))
         if sum(len(p.chunks) for _, p in buffer) >= settings.embed_batch * 4:
             flush()
@@ -408,12 +473,20 @@ def remove(kb: KnowledgeBase, paths: list[Path | str], *, dry_run: bool = False)
 
 
 def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
-    """Parse files one ahead of the consumer, so parsing overlaps with embedding."""
+    """Parsed files: by parallel workers, fed in order and handed back as each finishes, so
+    parsing runs ahead of (and beside) embedding; inline, one by one, without isolation."""
     settings = kb.settings
     tok_file = kb.embedder.tokenizer_file
 
     def job(item: _Parse) -> ParseJob:
-        return ParseJob(str(item.path), settings.pdf_password, tok_file, settings.chunk_tokens, settings.chunk_overlap)
+        return ParseJob(
+            str(item.path),
+            settings.pdf_password,
+            tok_file,
+            settings.chunk_tokens,
+            settings.chunk_overlap,
+            pdf_engine=settings.pdf_engine,
+        )
 
     if not isolate:
         from ingest.errors import ParseError
@@ -424,14 +497,6 @@ def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator
             except ParseError as exc:
                 yield item, exc.reason
         return
-    worker = ParseWorker(settings.parse_timeout, settings.parse_memory_mb)
-    try:
-        if todo:
-            worker.submit(job(todo[0]))
-        for i, item in enumerate(todo):
-            parsed = worker.result()
-            if i + 1 < len(todo):
-                worker.submit(job(todo[i + 1]))
-            yield item, parsed
-    finally:
-        worker.close()
+    workers = min(settings.parse_workers, len(todo))
+    with ParsePool[_Parse](workers, settings.parse_timeout, settings.parse_memory_mb, nice=PARSE_NICE) as pool:
+        yield from pool.map(todo, job)

@@ -22,7 +22,7 @@ from pathlib import Path
 from kb.config import Settings
 from kb.embeddings import Embedder
 from kb.errors import InputError, KBNotFound
-from kb.indexer import IngestReport, Progress, ingest
+from kb.indexer import IngestReport, Progress, WorkProgress, ingest
 from kb.knowledge import DB_FILE, KnowledgeBase, acquire_write_lock, release_write_lock
 from kb.store import Store
 
@@ -59,6 +59,7 @@ def rebuild(
     *,
     embedder: Embedder | None = None,
     progress: Progress | None = None,
+    on_work: WorkProgress | None = None,
     allow_losses: bool = False,
     isolate: bool = True,
 ) -> RebuildReport:
@@ -90,7 +91,7 @@ def rebuild(
             shutil.rmtree(stale, ignore_errors=True)
         staging = staging_folder(home)
         with KnowledgeBase(dataclasses.replace(settings, home=staging), embedder=embedder, write=True) as new:
-            report = ingest(new, [p for p in paths if p.is_file()], progress=progress, isolate=isolate)
+            report = ingest(new, [p for p in paths if p.is_file()], progress=progress, on_work=on_work, isolate=isolate)
             after = new.store.counts()
         result = RebuildReport(report, missing, before, after, seconds=0.0)
         if result.lost and not allow_losses:

@@ -14,7 +14,7 @@ from kb.check import check
 from kb.config import Settings
 from kb.embeddings import HashingEmbedder
 from kb.indexer import ingest
-from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
+from kb.isolation import ParsedChunks, ParseJob, ParsePool, ParseWorker, parse_and_chunk
 from kb.knowledge import KnowledgeBase
 from kb.rebuild import leftover_folders
 from kb.retrieval import Retriever
@@ -69,6 +69,81 @@ def test_worker_survives_hang_crash_and_memory_blowup(tmp_path):
     assert results["hang.txt"] == ["timed out after 1.5 s (raise parse_timeout)"]
     assert results["oom.txt"][0].startswith("out of memory while parsing (over parse_memory_mb=512")
     assert results["abort.txt"] == ["parser crashed (SIGABRT)"]
+
+
+def _slow_pages(job: ParseJob, cache: dict) -> ParsedChunks:
+    """Five "pages" of 0.4 s each, reported as they finish: 2 s in all."""
+    from kb import isolation
+
+    for _ in range(5):
+        time.sleep(0.4)
+        isolation._page_done()
+    return parse_and_chunk(job, cache)
+
+
+def _pdfium_aborts(job: ParseJob, cache: dict) -> ParsedChunks:
+    if job.pdf_engine == "auto":
+        os.abort()
+    return parse_and_chunk(job, cache)
+
+
+@linux_only
+def test_parallel_workers_carry_on_when_one_crashes_or_times_out(tmp_path):
+    for name in ("a", "b", "c", "d", "e", "f"):
+        (tmp_path / f"good-{name}.txt").write_text(f"Plain words of file {name}. " * 20)
+    names = ["hang.txt", "good-a.txt", "abort.txt", "good-b.txt", "good-c.txt", "oom.txt", "good-d.txt", "good-e.txt"]
+    names.append("good-f.txt")
+    seen = []
+    started = time.monotonic()
+    with ParsePool(3, timeout=5.0, memory_mb=512, parse=_by_name) as pool:
+        for name, result in pool.map(names, lambda n: _job(tmp_path / n)):
+            seen.append((name, result, time.monotonic() - started))
+    got = {name: result for name, result, _ in seen}
+    assert sorted(got) == sorted(names)
+    assert got["hang.txt"] == "timed out after 5 s (raise parse_timeout)"
+    assert got["abort.txt"] == "parser crashed (SIGABRT)"
+    assert got["oom.txt"].startswith("out of memory while parsing (over parse_memory_mb=512")
+    good = [(name, at) for name, result, at in seen if name.startswith("good")]
+    assert all(isinstance(got[name], ParsedChunks) and got[name].chunks for name, _ in good)
+    # The other workers went on while the first one hung: the files queued right behind it were
+    # parsed (and handed back) before it timed out.
+    hang_at = next(at for name, _, at in seen if name == "hang.txt")
+    assert all(at < hang_at for name, at in good if name in ("good-a.txt", "good-b.txt")), seen
+
+
+@linux_only
+def test_a_long_pdf_is_timed_per_page_not_as_a_whole(tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("Words of a long file. " * 20)
+    worker = ParseWorker(timeout=1.0, parse=_slow_pages)
+    try:
+        worker.submit(_job(path))
+        result = worker.result()
+    finally:
+        worker.close()
+    assert isinstance(result, ParsedChunks), result  # 2 s in all, never 1 s without a finished page
+
+
+def test_the_budget_leaves_out_time_spent_waiting_for_a_core(monkeypatch):
+    from kb import isolation
+
+    queued = iter([10.0, 14.5])  # at the start, then now: 4.5 s spent runnable, waiting for a core
+    monkeypatch.setattr(isolation, "_waited_for_cpu", lambda pid: next(queued))
+    clock = iter([100.0, 105.0])
+    monkeypatch.setattr(isolation.time, "monotonic", lambda: next(clock))
+    assert isolation._Budget(pid=1234).used() == pytest.approx(0.5)
+
+
+@linux_only
+def test_a_pdf_that_crashes_pdfium_is_read_again_with_pypdf(tmp_path):
+    from tests.ingest_fixtures import make_pdf
+
+    path = tmp_path / "odd.pdf"
+    path.write_bytes(make_pdf([["Text that pypdf reads."]]))
+    with ParsePool(1, timeout=30.0, parse=_pdfium_aborts) as pool:
+        [(_, result)] = list(pool.map([path], lambda p: ParseJob(str(p), "", "", 40, 8, pdf_engine="auto")))
+    assert isinstance(result, ParsedChunks) and result.chunks[0].text == "Text that pypdf reads."
+    assert result.warnings == ("PDFium crashed on it; read with pypdf",)
 
 
 _ORPHAN_SCRIPT = """

@@ -198,7 +198,7 @@ def _parse_each(
     tok = summarizer.embedder.tokenizer_file if summarizer.embedder else ""
 
     def job(path: Path) -> ParseJob:
-        return ParseJob(str(path), s.pdf_password, tok, s.chunk_tokens, s.chunk_overlap)
+        return ParseJob(str(path), s.pdf_password, tok, s.chunk_tokens, s.chunk_overlap, pdf_engine=s.pdf_engine)
 
     if not isolate:
         for path, sha in todo:
