@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
-from cli.progress import Bar, ingest_progress
+from cli.progress import IngestBar, ingest_progress
 
 EXIT_SOME_FAILED = 2
 _WOULD = {
@@ -36,6 +36,15 @@ def ingest(
         int | None, typer.Option(help="Tokens shared by neighbouring chunks (default 32).")
     ] = None,
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
+    pdf_engine: Annotated[
+        str | None,
+        typer.Option(
+            "--pdf-engine", help="PDF text reader: auto (PDFium, pypdf where PDFium fails; default), pdfium or pypdf."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Parse worker processes (default: the cores).", min=1)
+    ] = None,
     threads: ThreadsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -68,9 +77,11 @@ def ingest(
         chunk_tokens=chunk_tokens,
         chunk_overlap=chunk_overlap,
         pdf_password=password,
+        pdf_engine=pdf_engine,
+        parse_workers=workers,
         threads=threads,
     )
-    with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
+    with IngestBar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
         progress = ingest_progress(bar)
 
         if dry_run and not kb_exists(s.home):
@@ -79,7 +90,7 @@ def ingest(
         else:
             # A dry run only reads, so it needs no lock and runs beside a writer.
             with KnowledgeBase(s, write=not dry_run) as base:
-                report = run_ingest(base, paths, progress=progress, dry_run=dry_run)
+                report = run_ingest(base, paths, progress=progress, on_work=bar.work, dry_run=dry_run)
                 counts = base.store.counts()
     if json_out:
         print_json(
@@ -89,12 +100,15 @@ def ingest(
                 "seconds": round(report.seconds, 3),
                 "summary": report.summary(),
                 "totals": counts,
+                "pages": sum(r.pages for r in report.results),
+                "timings": {stage: round(t, 3) for stage, t in report.timings.items()},
                 "files": [
                     {
                         "path": r.path,
                         "status": r.status,
                         "reason": r.reason,
                         "chunks": r.chunks,
+                        "pages": r.pages,
                         "moved_from": r.moved_from,
                         "notes": list(r.notes),
                     }
@@ -118,8 +132,10 @@ def ingest(
         sm = report.summary()
         always = ("added", "updated", "unchanged", "removed", "failed")
         parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in always)
+        pages = sum(r.pages for r in report.results)
+        rate = f" ({pages:,} pages, {pages / report.seconds:,.1f} pages/s)" if pages and report.seconds > 0 else ""
         typer.echo(
-            f"{'Dry run: ' if dry_run else ''}{len(report.results)} files: {parts} in {report.seconds:.1f} s. "
+            f"{'Dry run: ' if dry_run else ''}{len(report.results)} files: {parts} in {report.seconds:.1f} s{rate}. "
             f"Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
             err=True,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
-from cli.progress import Bar, ingest_progress
+from cli.progress import IngestBar, ingest_progress
 
 EXIT_PROBLEMS = 2  # the command finished, but something is wrong (problems found, files lost)
 
@@ -99,10 +99,10 @@ def rebuild(
         pdf_password=password,
         threads=threads,
     )
-    with Bar("rebuilding", enabled=not quiet and not json_out) as bar:
+    with IngestBar("rebuilding", enabled=not quiet and not json_out) as bar:
         progress = ingest_progress(bar)
 
-        report = run_rebuild(s, progress=progress, allow_losses=allow_losses)
+        report = run_rebuild(s, progress=progress, on_work=bar.work, allow_losses=allow_losses)
     failed = [{"path": r.path, "reason": r.reason} for r in report.ingest.failed]
     if json_out:
         print_json(

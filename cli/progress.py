@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 
 class Bar:
@@ -17,23 +17,26 @@ class Bar:
         self._task: Any = None
         self.description = description
 
-    def __enter__(self) -> Bar:
+    def _columns(self) -> list[Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+        return [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[item]}"),
+        ]
+
+    def __enter__(self) -> Self:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress
 
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[item]}"),
-                console=Console(stderr=True),
-                transient=True,
-            )
+            self._progress = Progress(*self._columns(), console=Console(stderr=True), transient=True)
             self._progress.__enter__()
-            self._task = self._progress.add_task(self.description, total=None, item="")
+            self._task = self._progress.add_task(self.description, total=None, item="", counts="")
         return self
 
     def update(self, done: int, total: int | None, item: str = "") -> None:
@@ -51,6 +54,57 @@ class Bar:
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
             self._progress.__exit__(*exc)
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s" if seconds > 0.5 else "…"
+
+
+def work_counts(work: Any) -> str:
+    """'12/40 files · 1,204 pages 95/s · 8,830 passages 88/s' for a kb.indexer.Work."""
+    return (
+        f"{work.files_done}/{work.files_total} files · {work.pages:,} pages {_rate(work.pages, work.seconds)} · "
+        f"{work.passages:,} passages {_rate(work.passages, work.seconds)}"
+    )
+
+
+class IngestBar(Bar):
+    """The bar of `kb ingest` and `kb rebuild`: filled by the bytes of the files parsed and
+    stored (so a 600-page PDF weighs what it costs), with files, pages and passages counted,
+    their rates, and an ETA from that fill."""
+
+    def _columns(self) -> list[Any]:
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+
+        return [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[item]}"),
+        ]
+
+    _has_work = False
+
+    def update(self, done: int, total: int | None, item: str = "") -> None:
+        """Name the file being worked on; until pages are stored, count the files checked."""
+        if self._progress is not None:
+            if self._has_work:
+                self._progress.update(self._task, item=item[-40:])
+            else:
+                self._progress.update(self._task, counts=f"{done}/{total} files", item=item[-40:])
+
+    def work(self, work: Any) -> None:
+        """The `on_work` callback of kb.indexer.ingest."""
+        self._has_work = True
+        if self._progress is not None:
+            self._progress.update(
+                self._task,
+                completed=work.bytes_done,
+                total=work.bytes_total or None,
+                counts=work_counts(work),
+            )
 
 
 def ingest_progress(bar: Bar) -> Callable[[int, int, Any], None]:
