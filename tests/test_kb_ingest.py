@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +153,55 @@ def test_a_large_file_reports_embedding_progress_in_steps(settings, fake_embedde
     steps = [r.reason for r in seen if r is not None and r.status == "embedding"]
     assert len(steps) == -(-chunks // 40) and steps[0] == f"0/{chunks} passages embedded"
     assert [r.status for r in report.results] == ["added"]  # progress-only, never in the report
+
+
+def _pdf_folder(tmp_path):
+    from tests.ingest_fixtures import make_pdf
+
+    folder = tmp_path / "pdfs"
+    folder.mkdir()
+    topics = ["leave", "travel", "security", "pensions"]
+    for i in range(3):
+        pages = [
+            [f"Report {i} on {t}.", f"The {t} rules of report {i} apply from page {n + 1}."]
+            for n, t in enumerate(topics)
+        ]
+        (folder / f"report-{i}.pdf").write_bytes(make_pdf(pages))
+    _write(folder / "notes.md", "# Notes\n\nA Markdown file between the PDFs.\n")
+    return folder
+
+
+def test_work_progress_counts_pages_passages_and_bytes(settings, fake_embedder, tmp_path):
+    folder = _pdf_folder(tmp_path)
+    seen = []
+    with _open(settings, fake_embedder) as kb:
+        report = ingest(kb, [folder], isolate=False, on_work=seen.append)
+        chunks = kb.store.counts()["chunks"]
+    assert [r.pages for r in sorted(report.results, key=lambda r: r.path)] == [0, 4, 4, 4]
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    last = seen[-1]
+    assert (last.files_done, last.files_total, last.pages, last.passages) == (4, 4, 12, chunks)
+    assert last.bytes_done == last.bytes_total == size
+    assert all(a.bytes_done <= b.bytes_done for a, b in itertools.pairwise(seen))
+    assert set(report.timings) == {"parse", "chunk", "embed", "store", "wait"}
+    assert report.timings["parse"] > 0 and report.timings["embed"] > 0
+
+
+@pytest.mark.parametrize("engine", ["auto", "pypdf"])
+def test_cli_ingest_in_parallel_workers_reports_pages_and_stage_times(tmp_path, engine):
+    import json
+
+    from tests.kbproc import kb_env, run_kb
+
+    folder = _pdf_folder(tmp_path)
+    done = run_kb(kb_env(tmp_path), "ingest", folder, "--json", "--workers", "3", "--pdf-engine", engine)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["summary"]["added"] == 4 and out["pages"] == 12
+    assert {Path(f["path"]).name: f["pages"] for f in out["files"]} == {
+        "notes.md": 0,
+        "report-0.pdf": 4,
+        "report-1.pdf": 4,
+        "report-2.pdf": 4,
+    }
+    assert set(out["timings"]) == {"parse", "chunk", "embed", "store", "wait"}
