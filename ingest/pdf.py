@@ -279,7 +279,7 @@ def _read_with_pdfium(path: Path, password: str, fallback: _PypdfPages | None, o
         for index in range(out.n_pages):
             text, engine, failure = _pdfium_or_fallback(doc, index, fallback)
             if text is not None:
-                out.pages.append((index + 1, clean_pdf_text(text)))
+                out.pages.append((index + 1, text))
                 out.engines[engine] = out.engines.get(engine, 0) + 1
             else:
                 out.failures.append(failure)
@@ -290,20 +290,42 @@ def _read_with_pdfium(path: Path, password: str, fallback: _PypdfPages | None, o
         doc.close()
 
 
+_RTL = re.compile(r"[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")
+
+
+def pdfium_text_is_doubtful(text: str) -> bool:
+    """True for page text PDFium is known to garble where pypdf does not: a page whose lines are
+    mostly single characters (glyphs placed one by one, as in some 10-K tables: "M\nE\nD\n..."),
+    or right-to-left script (PDFium gives Arabic and Hebrew in visual, reversed order)."""
+    lines = [ln for ln in text.split("\n") if ln.strip()]
+    if len(lines) >= 20 and sum(len(ln.strip()) == 1 for ln in lines) > len(lines) / 2:
+        return True
+    letters = sum(ch.isalpha() for ch in text)
+    return bool(letters) and len(_RTL.findall(text)) >= 0.2 * letters
+
+
 def _pdfium_or_fallback(doc: Any, index: int, fallback: _PypdfPages | None) -> tuple[str | None, str, str]:
-    """(raw text or None, the engine that read it, why it failed)."""
+    """(cleaned text or None, the engine that read it, why it failed). With a fallback, a page
+    PDFium fails on, or whose text it is known to garble, is read by pypdf."""
+    text: str | None
     try:
-        return _pdfium_text(doc, index), "pdfium", ""
+        text = clean_pdf_text(_pdfium_text(doc, index))
+        if fallback is None or not pdfium_text_is_doubtful(text):
+            return text, "pdfium", ""
+        failure = ""
     except Exception as exc:  # one bad page must not cost the rest of the file
-        failure = _page_failure(index, exc)
+        text, failure = None, _page_failure(index, exc)
     if fallback is None:
         return None, "", failure
     try:
-        return fallback.text(index), "pypdf", ""
+        second = clean_pdf_text(fallback.text(index))
     except ParseError:
         raise
     except Exception as exc:
-        return None, "", _page_failure(index, exc)
+        return (text, "pdfium", "") if text is not None else (None, "", _page_failure(index, exc))
+    if text is not None and not second:
+        return text, "pdfium", ""
+    return second, "pypdf", ""
 
 
 def read_pages(path: Path, *, password: str = "", engine: str = "auto", on_page: Tick = None) -> PdfPages:

@@ -244,3 +244,27 @@ def test_each_page_is_reported_as_read(tmp_path: Path, engine: str) -> None:
     ticks = []
     parse_file(path, pdf_engine=engine, on_page=lambda: ticks.append(1))
     assert len(ticks) == 3
+
+
+def test_text_pdfium_garbles_is_read_by_pypdf_in_auto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ingest.pdf
+
+    original = ingest.pdf._pdfium_text
+    letters = "\n".join("MEDTECH Interventional Solutions")  # glyphs placed one by one: one per line
+
+    monkeypatch.setattr(ingest.pdf, "_pdfium_text", lambda doc, i: letters if i == 0 else original(doc, i))
+    path = tmp_path / "table.pdf"
+    path.write_bytes(make_pdf([["MEDTECH Interventional Solutions"], ["A normal page."]]))
+    read = ingest.pdf.read_pages(path)
+    assert dict(read.pages) == {1: "MEDTECH Interventional Solutions", 2: "A normal page."}
+    assert read.engines == {"pypdf": 1, "pdfium": 1}
+    assert dict(ingest.pdf.read_pages(path, engine="pdfium").pages)[1].startswith("M\nE\nD")
+
+
+def test_doubtful_pdfium_text():
+    from ingest.pdf import pdfium_text_is_doubtful
+
+    assert pdfium_text_is_doubtful("\n".join("Worldwide 4,300 3,971 3,046 8.3"))
+    assert pdfium_text_is_doubtful("يبيبَح habibi يبيبَح")  # right-to-left script, reversed by PDFium
+    assert not pdfium_text_is_doubtful("A\nB\nC\nan ordinary page with a short list of letters above")
+    assert not pdfium_text_is_doubtful("")
