@@ -89,10 +89,11 @@ def _pdfium_aborts(job: ParseJob, cache: dict) -> ParsedChunks:
 
 @linux_only
 def test_parallel_workers_carry_on_when_one_crashes_or_times_out(tmp_path):
-    for name in ("a", "b", "c", "d", "e", "f"):
+    for name in ("0", "1", "2", "a", "b", "c", "d", "e", "f"):
         (tmp_path / f"good-{name}.txt").write_text(f"Plain words of file {name}. " * 20)
-    names = ["hang.txt", "good-a.txt", "abort.txt", "good-b.txt", "good-c.txt", "oom.txt", "good-d.txt", "good-e.txt"]
-    names.append("good-f.txt")
+    # One file per worker first, so all three have started (slow on a busy machine) before the hang.
+    names = ["good-0.txt", "good-1.txt", "good-2.txt", "hang.txt", "good-a.txt", "abort.txt", "good-b.txt"]
+    names += ["good-c.txt", "oom.txt", "good-d.txt", "good-e.txt", "good-f.txt"]
     seen = []
     started = time.monotonic()
     with ParsePool(3, timeout=5.0, memory_mb=512, parse=_by_name) as pool:
