@@ -12,6 +12,7 @@ with kb's chunking.
     python bench/ingest_pdf.py                       # both corpora, three configurations
     python bench/ingest_pdf.py --only filings --configs pypdf-1,auto
     python bench/ingest_pdf.py --out bench/results.jsonl   # also append the figures as one JSON line
+    python bench/run.py --only ingest_pdf --pdf-corpora filings --pdf-configs pypdf-1,auto   # in the runner
 
 Configurations: pypdf-1 (pdf_engine=pypdf, parse_workers=1: the path before PDFium), pypdf
 (pypdf with a worker per core), auto (the default: PDFium, a worker per core), auto-1.
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    sys.path[0] = str(REPO)  # bench/ingest.py must not shadow the `ingest` package
 BIN = Path(sys.executable).parent
 KB = str(BIN / "kb") if (BIN / "kb").exists() else "kb"
 EVAL = Path(os.environ.get("KB_EVAL_DATA", "/work/shared/eval"))
@@ -47,6 +50,8 @@ LABELS = {
     "auto": "PDFium, a worker per core (default)",
 }
 TEN_K = "CVSHEALTH_2022_10K.pdf"  # the longest filing (213 pages)
+NAME = "ingest_pdf"  # the section of bench/run.py
+DEFAULT = False  # minutes long: only when --only names it
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -164,8 +169,8 @@ def corpora(only: list[str]) -> dict[str, list[Path]]:
     return out
 
 
-def report(res: dict[str, Any]) -> str:
-    """The side-by-side tables."""
+def render(res: dict[str, Any]) -> str:
+    """The side-by-side tables of one run (the section's figures)."""
     lines = [f"{res['date']}  {res['machine']}  load average at start {res['load_avg_start']}"]
     for name, rows in res["ingest"].items():
         first = rows[0]
@@ -194,6 +199,50 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This section's options in bench/run.py."""
+    p.add_argument("--pdf-corpora", default="filings,docs,parse", help="ingest_pdf: filings, docs, parse")
+    p.add_argument("--pdf-configs", default="pypdf-1,pypdf,auto", help=f"ingest_pdf: of {', '.join(CONFIGS)}")
+
+
+def measure(only: list[str], configs: list[str], threads: int | None, tmp: Path) -> dict[str, Any]:
+    """Every ingest run and the parse speeds."""
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise ValueError(f"unknown configuration(s) {unknown}")
+    res: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+        "ingest": {},
+        "parse": [],
+    }
+    for name, files in corpora(only).items():
+        res["ingest"][name] = [ingest(files, c, tmp, threads) for c in configs]
+    if "parse" in only:
+        tok = tokenizer_file()
+        for engine in ("pdfium", "pypdf"):
+            cmd = [sys.executable, __file__, "--worker", str(EVAL / "financebench-dev" / "pdfs" / TEN_K), engine, tok]
+            r = run(cmd, {})
+            if r["code"] != 0:
+                raise RuntimeError(f"parse speed ({engine}) failed: {r['stderr'][-2000:]}")
+            res["parse"].append(json.loads(r["stdout"].strip().splitlines()[-1]))
+    res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return res
+
+
+def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
+    """bench/run.py: measure into res[NAME]."""
+    only = [s.strip() for s in o.pdf_corpora.split(",") if s.strip()]
+    configs = [c.strip() for c in o.pdf_configs.split(",") if c.strip()]
+    res[NAME] = measure(only, configs, o.threads, tmp)
+
+
+def report(res: dict[str, Any]) -> list[str]:
+    """bench/run.py: the report's lines for res[NAME]."""
+    return ["", "Ingest of real PDFs (bench/ingest_pdf.py):", *render(res[NAME]).splitlines()]
+
+
 def main() -> None:
     """Run the benchmark and print the report."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,32 +257,12 @@ def main() -> None:
         return
     only = [s.strip() for s in o.only.split(",") if s.strip()]
     configs = [c.strip() for c in o.configs.split(",") if c.strip()]
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        p.error(f"unknown configuration(s) {unknown}")
-    res: dict[str, Any] = {
-        "bench": "ingest_pdf",
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
-        "ingest": {},
-        "parse": [],
-    }
     with tempfile.TemporaryDirectory(prefix="kb-bench-pdf-") as tmp:
-        for name, files in corpora(only).items():
-            # Alternate configurations round by round is not needed: each run is minutes long and
-            # the machine's load is written beside the figures.
-            res["ingest"][name] = [ingest(files, c, Path(tmp), o.threads) for c in configs]
-    if "parse" in only:
-        tok = tokenizer_file()
-        for engine in ("pdfium", "pypdf"):
-            cmd = [sys.executable, __file__, "--worker", str(EVAL / "financebench-dev" / "pdfs" / TEN_K), engine, tok]
-            r = run(cmd, {})
-            if r["code"] != 0:
-                raise RuntimeError(f"parse speed ({engine}) failed: {r['stderr'][-2000:]}")
-            res["parse"].append(json.loads(r["stdout"].strip().splitlines()[-1]))
-    res["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(report(res))
+        try:
+            res = {"bench": NAME, **measure(only, configs, o.threads, Path(tmp))}
+        except ValueError as exc:
+            p.error(str(exc))
+    print(render(res))
     if o.out:
         with o.out.open("a") as fh:
             fh.write(json.dumps(res) + "\n")

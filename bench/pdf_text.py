@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    sys.path[0] = str(REPO)  # bench/ingest.py must not shadow the `ingest` package
 EVAL = Path(os.environ.get("KB_EVAL_DATA", "/work/shared/eval"))
 ENGINES = ("pdfium", "auto", "pypdf")
 COMPARED = ("pdfium", "auto")  # each against pypdf: PDFium alone, and the default (PDFium, pypdf where it garbles)

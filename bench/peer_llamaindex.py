@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if __name__ == "__main__":
+    sys.path[0] = str(REPO)  # bench/ingest.py must not shadow the `ingest` package
 BIN = Path(sys.executable).parent
 KB = str(BIN / "kb") if (BIN / "kb").exists() else "kb"
 EVAL = Path(os.environ.get("KB_EVAL_DATA", "/work/shared/eval"))
