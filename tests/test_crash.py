@@ -30,6 +30,11 @@ def _hang(job: ParseJob, cache: dict) -> ParsedChunks:
         time.sleep(0.05)
 
 
+def _spin(job: ParseJob, cache: dict) -> ParsedChunks:
+    while True:  # a parser stuck in a loop: it burns CPU, so its budget runs at the pace its CPU share allows
+        sum(range(10_000))
+
+
 def _eat_memory(job: ParseJob, cache: dict) -> ParsedChunks:
     blocks = []
     while True:
@@ -43,7 +48,7 @@ def _abort(job: ParseJob, cache: dict) -> ParsedChunks:
 def _by_name(job: ParseJob, cache: dict) -> ParsedChunks:
     """Misbehave according to the file name; parse normally otherwise."""
     name = os.path.basename(job.path)
-    for prefix, misbehave in (("hang", _hang), ("oom", _eat_memory), ("abort", _abort)):
+    for prefix, misbehave in (("hang", _hang), ("spin", _spin), ("oom", _eat_memory), ("abort", _abort)):
         if name.startswith(prefix):
             return misbehave(job, cache)
     return parse_and_chunk(job, cache)
@@ -91,8 +96,10 @@ def _pdfium_aborts(job: ParseJob, cache: dict) -> ParsedChunks:
 def test_parallel_workers_carry_on_when_one_crashes_or_times_out(tmp_path):
     for name in ("0", "1", "2", "a", "b", "c", "d", "e", "f"):
         (tmp_path / f"good-{name}.txt").write_text(f"Plain words of file {name}. " * 20)
-    # One file per worker first, so all three have started (slow on a busy machine) before the hang.
-    names = ["good-0.txt", "good-1.txt", "good-2.txt", "hang.txt", "good-a.txt", "abort.txt", "good-b.txt"]
+    # One file per worker first, so all three have started before the endless loop; the loop
+    # burns CPU (as a stuck parser does), so on a busy machine its budget runs no faster than the
+    # other workers' parsing.
+    names = ["good-0.txt", "good-1.txt", "good-2.txt", "spin.txt", "good-a.txt", "abort.txt", "good-b.txt"]
     names += ["good-c.txt", "oom.txt", "good-d.txt", "good-e.txt", "good-f.txt"]
     seen = []
     started = time.monotonic()
@@ -101,14 +108,14 @@ def test_parallel_workers_carry_on_when_one_crashes_or_times_out(tmp_path):
             seen.append((name, result, time.monotonic() - started))
     got = {name: result for name, result, _ in seen}
     assert sorted(got) == sorted(names)
-    assert got["hang.txt"] == "timed out after 5 s (raise parse_timeout)"
+    assert got["spin.txt"] == "timed out after 5 s (raise parse_timeout)"
     assert got["abort.txt"] == "parser crashed (SIGABRT)"
     assert got["oom.txt"].startswith("out of memory while parsing (over parse_memory_mb=512")
     good = [(name, at) for name, result, at in seen if name.startswith("good")]
     assert all(isinstance(got[name], ParsedChunks) and got[name].chunks for name, _ in good)
     # The other workers went on while the first one hung: the files queued right behind it were
     # parsed (and handed back) before it timed out.
-    hang_at = next(at for name, _, at in seen if name == "hang.txt")
+    hang_at = next(at for name, _, at in seen if name == "spin.txt")
     assert all(at < hang_at for name, at in good if name in ("good-a.txt", "good-b.txt")), seen
 
 
