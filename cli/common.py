@@ -48,11 +48,12 @@ def err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def page_label(page_start: int | None, page_end: int | None) -> str:
-    """'p. 3', 'pp. 3-4' or ''."""
+def page_label(page_start: int | None, page_end: int | None, *, ocr: bool = False) -> str:
+    """'p. 3', 'pp. 3-4' or ''; with `ocr` (the text was read by OCR) 'p. 3, OCR'."""
     if not page_start:
-        return ""
-    return f"p. {page_start}" if page_start == page_end or not page_end else f"pp. {page_start}-{page_end}"
+        return "OCR" if ocr else ""
+    label = f"p. {page_start}" if page_start == page_end or not page_end else f"pp. {page_start}-{page_end}"
+    return f"{label}, OCR" if ocr else label
 
 
 def source_label(chunk: Any) -> str:
@@ -65,11 +66,11 @@ def source_label(chunk: Any) -> str:
 
 def position_label(chunk: Any, *, headings: bool = True, pages: tuple[int | None, int | None] | None = None) -> str:
     """Where in that file: 'p. 3', 'slide 2', 'Budget!A2:F40', then the heading path (without
-    the member's name, which source_label shows): 'p. 3, Travel > Hotels'. `pages` narrows the
-    chunk's pages to those of a quote."""
+    the member's name, which source_label shows): 'p. 3, Travel > Hotels'; text read by OCR says
+    so: 'p. 3, OCR'. `pages` narrows the chunk's pages to those of a quote."""
     extra = getattr(chunk, "extra", None) or {}
     first, last = pages or (chunk.page_start, chunk.page_end)
-    parts = [page_label(first, last), str(extra.get("locator") or "")]
+    parts = [page_label(first, last, ocr="ocr" in extra), str(extra.get("locator") or "")]
     if headings:
         path = list(chunk.heading_path)
         names = str(extra.get("member") or "").split(" › ")

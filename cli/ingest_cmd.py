@@ -42,6 +42,14 @@ def ingest(
             "--pdf-engine", help="PDF text reader: auto (PDFium, pypdf where PDFium fails; default), pdfium or pypdf."
         ),
     ] = None,
+    ocr: Annotated[
+        str | None,
+        typer.Option(
+            "--ocr",
+            help="OCR: auto (images, and PDF pages without a usable text layer; default), always (every PDF page) "
+            "or off.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", help="Parse worker processes (default: the cores).", min=1)
     ] = None,
@@ -78,6 +86,7 @@ def ingest(
         chunk_overlap=chunk_overlap,
         pdf_password=password,
         pdf_engine=pdf_engine,
+        ocr=ocr,
         parse_workers=workers,
         threads=threads,
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ingest.errors import EmptyDocument, EncryptedFile, ParseError, UnsupportedFormat
 from ingest.members import Nesting
+from ingest.ocr import OcrOptions
 from ingest.types import ParsedDocument
 
 # Formats read by kb itself (Python packages only). Legacy Office files (LEGACY) are read too
@@ -43,6 +44,13 @@ SUPPORTED: dict[str, str] = {
     ".odp": "odp",
     ".rtf": "rtf",
     ".zip": "zip",
+    # Images: their text is read by OCR (ingest/image.py).
+    ".png": "image",
+    ".jpg": "image",
+    ".jpeg": "image",
+    ".tif": "image",
+    ".tiff": "image",
+    ".bmp": "image",
 }
 
 # Legacy binary Office files, converted by LibreOffice (ingest/legacy.py) to the format named.
@@ -72,6 +80,7 @@ _LABELS = {
     "odp": "OpenDocument presentation",
     "rtf": "RTF",
     "zip": "ZIP archive",
+    "image": "image",
     "legacy": "legacy Office file",
 }
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -121,7 +130,7 @@ def unsupported_reason(ext: str) -> str:
             f"the PATH, or save the file as {'.' + LEGACY[ext]}"
         )
     if ext in _KINDS["image"]:
-        return f"image file: text in images is not read; save a searchable PDF of it, {ignore}"
+        return f"image format {ext} is not read (OCR reads .png .jpg .jpeg .tif .tiff .bmp): save it as PNG, {ignore}"
     if ext in _KINDS["media"]:
         return f"audio or video file: not read; add its transcript as a text file, {ignore}"
     if ext in _KINDS["data"]:
@@ -154,6 +163,7 @@ _PARSERS: dict[str, tuple[str, str]] = {
     "odp": ("ingest.opendocument", "parse_opendocument"),
     "rtf": ("ingest.rtf", "parse_rtf"),
     "zip": ("ingest.archive", "parse_zip"),
+    "image": ("ingest.image", "parse_image"),
     "legacy": ("ingest.legacy", "parse_legacy"),
 }
 # Parsers that read files inside the file (attachments, members) and so take the nesting state.
@@ -251,13 +261,15 @@ def parse_file(
     nesting: Nesting | None = None,
     pdf_engine: str = "auto",
     on_page: Callable[[], None] | None = None,
+    ocr: OcrOptions | None = None,
 ) -> ParsedDocument:
     """Parse one file into a document; every failure is a ParseError with a one-line reason.
 
     `nesting` is set when the file was found inside another one (an attachment, an archive
     member): it bounds how deep and how much such files are unpacked. `password` opens encrypted
     PDFs; `pdf_engine` is the library reading PDF text (ingest/pdf.py); `on_page` is called after
-    each page a parser has read (a sign of progress on a long file).
+    each page a parser has read (a sign of progress on a long file); `ocr` says when pages and
+    images are OCRed (ingest/ocr.py).
     """
     try:
         with path.open("rb") as handle:
@@ -271,7 +283,9 @@ def parse_file(
         if fmt in _CONTAINERS:
             return _parser(fmt)(path, password=password, nesting=nesting or Nesting())
         if fmt == "pdf":
-            return _parser(fmt)(path, password=password, engine=pdf_engine, on_page=on_page)
+            return _parser(fmt)(path, password=password, engine=pdf_engine, on_page=on_page, ocr=ocr)
+        if fmt == "image":
+            return _parser(fmt)(path, ocr=ocr, on_page=on_page)
         return _parser(fmt)(path)
     except ParseError:
         raise

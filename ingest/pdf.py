@@ -21,6 +21,7 @@ from typing import Any
 
 from ingest.builder import DocumentBuilder
 from ingest.errors import EncryptedFile, ParseError
+from ingest.ocr import OcrOptions, OcrText, OcrTimeout, OcrUnavailable, load, recognize, scale_for, time_budget
 from ingest.types import ParsedDocument
 
 PDF_ENGINES = ("auto", "pdfium", "pypdf")
@@ -374,14 +375,107 @@ def _read(path: Path, password: str, engine: str, on_page: Tick) -> PdfPages:
     return out
 
 
-def parse_pdf(path: Path, *, password: str = "", engine: str = "auto", on_page: Tick = None) -> ParsedDocument:
-    """A PDF, one block per page with text; pages that fail to extract become warnings."""
+def parse_pdf(
+    path: Path, *, password: str = "", engine: str = "auto", on_page: Tick = None, ocr: OcrOptions | None = None
+) -> ParsedDocument:
+    """A PDF, one block per page with text; pages that fail to extract become warnings; pages
+    without a usable text layer are OCRed (unless `ocr` says off) and marked with their confidence."""
+    options = ocr or OcrOptions()
     read = read_pages(path, password=password, engine=engine, on_page=on_page)
-    return build_document(path, read)
+    confidence: dict[int, float] = {}
+    if options.mode != "off" and read.n_pages:
+        confidence = ocr_pages(path, password, read, options, on_page)
+    empty = "no extractable text (scanned PDF?)" if options.mode != "off" else _NO_TEXT_OCR_OFF
+    return build_document(
+        path, read, page_meta=lambda n: {"ocr": confidence[n]} if n in confidence else None, empty_reason=empty
+    )
+
+
+_NO_TEXT_OCR_OFF = "no extractable text (scanned PDF? ocr is off: set ocr = auto to read it)"
+# A page is OCRed in "auto" when it shows an image and its text layer has fewer characters than
+# this per square inch (a page of prose has 30-50; a Letter page is 93.5 square inches).
+MIN_CHARS_PER_SQUARE_INCH = 1.0
+
+
+def needs_ocr(text: str, width_pt: float, height_pt: float, has_image: bool) -> bool:
+    """Whether a page's text layer is empty or far too short for its area, on a page with an image."""
+    area = (width_pt / 72) * (height_pt / 72)
+    return has_image and len(text.strip()) < max(20.0, MIN_CHARS_PER_SQUARE_INCH * area)
+
+
+def _has_image(page: Any) -> bool:
+    import pypdfium2.raw as pdfium_c
+
+    return next(iter(page.get_objects(filter=(pdfium_c.FPDF_PAGEOBJ_IMAGE,), max_depth=3)), None) is not None
+
+
+def ocr_pages(path: Path, password: str, read: PdfPages, options: OcrOptions, on_page: Tick) -> dict[int, float]:
+    """OCR the pages that need it (all with mode "always"), putting OCR text in `read` where it
+    says more than the text layer; returns {page: OCR confidence} for the pages whose text it gave.
+    A page whose OCR fails or runs over its budget keeps its text layer and becomes a warning."""
+    texts = dict(read.pages)
+    try:
+        doc = _open_pdfium(path, password)
+    except (_PdfiumUnreadable, EncryptedFile):
+        if not any(texts.values()):
+            read.notes.append("OCR skipped: PDFium cannot open the file to render its pages")
+        return {}
+    confidence: dict[int, float] = {}
+    failures: list[str] = []
+    try:
+        for index in range(len(doc)):
+            number = index + 1
+            layer = texts.get(number, "")
+            page = doc[index]
+            try:
+                got = _ocr_page(page, layer, options)
+            except OcrUnavailable as exc:
+                read.notes.append(f"OCR skipped: {exc.reason}")
+                break
+            finally:
+                page.close()
+                if on_page:
+                    on_page()
+            if isinstance(got, str):
+                failures.append(f"page {number}: {got}")
+            elif got is not None and got.text and (options.mode == "always" or len(got.text) >= 2 * len(layer)):
+                texts[number] = clean_pdf_text(got.text)
+                confidence[number] = got.confidence
+    finally:
+        doc.close()
+    read.notes.extend(failures[:_MAX_PAGE_NOTES])
+    if len(failures) > _MAX_PAGE_NOTES:
+        read.notes.append(f"OCR failed on {len(failures) - _MAX_PAGE_NOTES} more pages")
+    if confidence:
+        read.pages = sorted(texts.items())
+        read.engines["ocr"] = len(confidence)
+    return confidence
+
+
+def _ocr_page(page: Any, layer: str, options: OcrOptions) -> OcrText | str | None:
+    """The OCR of one page, None when it needs none, or why it failed."""
+    width, height = page.get_size()
+    if options.mode != "always" and not needs_ocr(layer, width, height, _has_image(page)):
+        return None
+    load()  # before the budget starts: loading the models is not the page's time
+    try:
+        with time_budget(options.page_timeout):
+            bitmap = page.render(scale=scale_for(width, height, options.dpi / 72))
+            return recognize(bitmap.to_numpy())
+    except OcrTimeout:
+        return f"OCR stopped after {options.page_timeout:g} s (ocr_page_timeout)"
+    except (OcrUnavailable, MemoryError):
+        raise
+    except Exception as exc:  # a page the recogniser cannot take costs that page only
+        return f"OCR failed ({type(exc).__name__}: {str(exc)[:80]})"
 
 
 def build_document(
-    path: Path, read: PdfPages, *, page_meta: Callable[[int], dict[str, Any] | None] | None = None
+    path: Path,
+    read: PdfPages,
+    *,
+    page_meta: Callable[[int], dict[str, Any] | None] | None = None,
+    empty_reason: str = "no extractable text (scanned PDF?)",
 ) -> ParsedDocument:
     """The document made of `read`'s pages, running lines removed; `page_meta` gives a page's Block.meta."""
     builder = DocumentBuilder()
@@ -402,5 +496,5 @@ def build_document(
         title=read.title,
         n_pages=read.n_pages,
         warnings=notes,
-        empty_reason="no extractable text (scanned PDF?)",
+        empty_reason=empty_reason,
     )

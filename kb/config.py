@@ -153,6 +153,18 @@ class Settings:
         "docs/pdf.md compares their text. Env KB_PDF_ENGINE.",
         default="auto",
     )
+    ocr: str = _doc(
+        "When text is read by OCR (RapidOCR, models inside the rapidocr-onnxruntime package): auto (images, "
+        "and PDF pages that show an image and whose text layer is empty or far too short for their area), "
+        "always (every PDF page too), or off. OCR text is marked in citations (p. 3, OCR) with its "
+        "confidence. Env KB_OCR.",
+        default="auto",
+    )
+    ocr_dpi: int = _doc("Resolution PDF pages are rendered at for OCR (at least 200).", default=200)
+    ocr_page_timeout: float = _doc(
+        "Seconds the OCR of one page or image may take; past it that page is skipped with a warning.",
+        default=60.0,
+    )
     parse_workers: int = _doc(
         "Parse worker processes (default: the cores). Each parses one file at a time, isolated (parse_timeout, "
         "parse_memory_mb, crashes), at a lower priority than the embedder, so parsing fills the time the "
@@ -238,6 +250,10 @@ def _validated(s: Settings) -> Settings:
         raise ConfigError(f"parse_memory_mb must be 0 (no cap) or at least 256 (got {s.parse_memory_mb})")
     if s.pdf_engine not in ("auto", "pdfium", "pypdf"):
         raise ConfigError(f"pdf_engine must be auto, pdfium or pypdf (got {s.pdf_engine!r})")
+    if s.ocr not in ("auto", "off", "always"):
+        raise ConfigError(f"ocr must be auto, off or always (got {s.ocr!r})")
+    if not 200 <= s.ocr_dpi <= 600 or s.ocr_page_timeout < 0:
+        raise ConfigError("ocr_dpi must be between 200 and 600, and ocr_page_timeout 0 (no limit) or more")
     if s.parse_workers < 1:
         raise ConfigError(f"parse_workers must be at least 1 (got {s.parse_workers})")
     if s.rerank_sentences < 0:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ingest.discover import discover, unreadable_folder
 from ingest.formats import SUPPORTED
+from ingest.image import OCR_OFF_REASON
 from kb.config import Settings
 from kb.errors import InputError
 from kb.isolation import PARSE_NICE, ParsedChunks, ParseJob, ParsePool, parse_and_chunk
@@ -182,6 +183,9 @@ def _classify(
             if refusal is not None:
                 yield refusal
                 continue
+        if settings.ocr == "off" and SUPPORTED.get(suffix) == "image":
+            yield FileResult(key, "skipped", OCR_OFF_REASON)
+            continue
         old = stored.get(key)
         if old and _unchanged_by_stat(old, st):
             yield FileResult(key, "unchanged", chunks=old.n_chunks)
@@ -486,6 +490,9 @@ def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator
             settings.chunk_tokens,
             settings.chunk_overlap,
             pdf_engine=settings.pdf_engine,
+            ocr=settings.ocr,
+            ocr_dpi=settings.ocr_dpi,
+            ocr_page_timeout=settings.ocr_page_timeout,
         )
 
     if not isolate:

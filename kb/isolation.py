@@ -44,6 +44,9 @@ class ParseJob:
     chunk_tokens: int
     chunk_overlap: int
     pdf_engine: str = "auto"
+    ocr: str = "auto"
+    ocr_dpi: int = 200
+    ocr_page_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ def parse_and_chunk(job: ParseJob, tokenizers: dict[str, object] | None = None) 
     """Parse one file and cut it into chunks (runs inside the worker, or inline in tests)."""
     from ingest.chunking import HFTokenizer, WhitespaceTokenizer, chunk_document
     from ingest.formats import parse_file
+    from ingest.ocr import OcrOptions
 
     cache = tokenizers if tokenizers is not None else {}
     tok = cache.get(job.tokenizer_file)
@@ -79,7 +83,8 @@ def parse_and_chunk(job: ParseJob, tokenizers: dict[str, object] | None = None) 
         tok = WhitespaceTokenizer() if job.tokenizer_file == "" else HFTokenizer.from_file(Path(job.tokenizer_file))
         cache[job.tokenizer_file] = tok
     started = time.perf_counter()
-    doc = parse_file(Path(job.path), password=job.password, pdf_engine=job.pdf_engine, on_page=_page_done)
+    ocr = OcrOptions(job.ocr, job.ocr_dpi, job.ocr_page_timeout)
+    doc = parse_file(Path(job.path), password=job.password, pdf_engine=job.pdf_engine, on_page=_page_done, ocr=ocr)
     parsed = time.perf_counter()
     chunks = chunk_document(doc, tok, size=job.chunk_tokens, overlap=job.chunk_overlap)  # type: ignore[arg-type]
     chunked = time.perf_counter()

@@ -126,6 +126,8 @@ class ChunkRow:
             "member": self.extra.get("member"),
             "locator": self.extra.get("locator"),
             "chunk_id": self.id,
+            # Confidence (0-1) when the text was read by OCR, else absent.
+            **({"ocr": self.extra["ocr"]} if "ocr" in self.extra else {}),
         }
 
 

@@ -89,12 +89,14 @@ def test_bad_files_are_reported_and_the_batch_goes_on(settings, fake_embedder, d
     (docs / "empty.txt").write_text("")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (docs / "image.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    (docs / "backup.7z").write_bytes(b"7z\xbc\xaf\x27\x1c" + bytes(100))
     with _open(settings, fake_embedder) as kb:
         report = ingest(kb, [docs], isolate=False)
         by_name = {os.path.basename(r.path): r for r in report.results}
         assert by_name["empty.txt"].status == "failed" and by_name["empty.txt"].reason
         assert by_name["broken.pdf"].status == "failed" and by_name["broken.pdf"].reason
-        assert by_name["image.png"].status == "skipped" and ".png" in by_name["image.png"].reason
+        assert by_name["image.png"].status == "failed" and "not a readable image" in by_name["image.png"].reason
+        assert by_name["backup.7z"].status == "skipped" and ".7z" in by_name["backup.7z"].reason
         assert report.summary()["added"] == 3
 
 

@@ -1,0 +1,191 @@
+"""OCR: the text of page images and image files, with RapidOCR.
+
+`rapidocr-onnxruntime` ships its PP-OCRv4 detection and recognition models inside its wheel
+and runs them on onnxruntime, so OCR installs from the package index alone and reads nothing
+from the network. It is loaded on first use, one thread per parse worker (the workers are the
+parallelism). Recognised lines are put back in reading order (rows top to bottom, boxes left to
+right within a row, a blank line where the gap between rows is wide), and their confidence is
+kept: the mean recognition score of the page's characters.
+
+A page's OCR has a budget of CPU time (`ocr_page_timeout`); past it the page is given up with
+a warning and the rest of the file goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import statistics
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.errors import ParseError
+
+OCR_MODES = ("auto", "off", "always")
+MAX_PIXELS = 40_000_000  # a page or image is scaled down past this (an A0 poster at 200 DPI is 39 MP)
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """How pages and images are OCRed."""
+
+    mode: str = "auto"  # auto: pages without a usable text layer; always: every page; off: never
+    dpi: int = 200  # PDF pages are rendered at this resolution
+    page_timeout: float = 60.0  # seconds one page's OCR may take (0 = no limit)
+
+
+@dataclass(frozen=True)
+class OcrText:
+    """What OCR read on one page or image."""
+
+    text: str
+    confidence: float  # 0-1, the mean recognition score over the characters read
+    lines: int
+
+
+class OcrUnavailable(ParseError):
+    """The OCR package is not installed."""
+
+
+class OcrTimeout(Exception):
+    """A page's OCR ran over its time budget."""
+
+
+_ENGINE: Any = None
+
+
+def _engine() -> Any:
+    """The RapidOCR engine, loaded once per process."""
+    global _ENGINE
+    if _ENGINE is None:
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as exc:
+            raise OcrUnavailable(
+                "OCR needs the 'rapidocr-onnxruntime' package (pip install rapidocr-onnxruntime==1.4.4)"
+            ) from exc
+        import logging
+
+        logging.getLogger("RapidOCR").setLevel(logging.ERROR)
+        _ENGINE = RapidOCR(
+            intra_op_num_threads=1,
+            inter_op_num_threads=1,
+            # Keep the resolution pages were rendered at: the default would shrink a 200 DPI page
+            # (2,200 px tall) to 2,000 px before recognition.
+            max_side_len=6000,
+        )
+    return _ENGINE
+
+
+@contextlib.contextmanager
+def time_budget(seconds: float) -> Iterator[None]:
+    """Raise OcrTimeout in this block once it has used `seconds` of CPU time (main thread on
+    Unix only; elsewhere no limit). CPU time, not wall time: a worker waiting for a core while
+    the embedder runs is not charged for it.
+
+    The signal lands between onnxruntime calls (each a fraction of a second), so the page stops
+    soon after its budget runs out."""
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expired(signum: int, frame: Any) -> None:
+        raise OcrTimeout
+
+    previous = signal.signal(signal.SIGPROF, expired)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
+def load() -> None:
+    """Load the OCR models now (a few seconds), so that no page's time budget pays for it."""
+    _engine()
+
+
+def _timed_out(exc: BaseException) -> bool:
+    # RapidOCR wraps what onnxruntime raises (our OcrTimeout among it) in its own error.
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OcrTimeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def recognize(image: Any) -> OcrText:
+    """OCR of one image: a numpy array, height x width x 3 in BGR order (as OpenCV and PDFium
+    give it), or height x width grey."""
+    import numpy as np
+
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    elif img.shape[2] == 4:
+        img = img[:, :, :3]
+    try:
+        result, _ = _engine()(np.ascontiguousarray(img))
+    except OcrUnavailable:
+        raise
+    except Exception as exc:
+        if _timed_out(exc):
+            raise OcrTimeout from exc
+        raise
+    if not result:
+        return OcrText("", 0.0, 0)
+    boxes = [(_box(points), str(text), float(score)) for points, text, score in result if str(text).strip()]
+    text = reading_order(boxes)
+    chars = sum(len(t) for _, t, _ in boxes)
+    confidence = sum(len(t) * s for _, t, s in boxes) / chars if chars else 0.0
+    return OcrText(text, round(confidence, 4), len(boxes))
+
+
+Box = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def _box(points: Any) -> Box:
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def reading_order(boxes: list[tuple[Box, str, float]]) -> str:
+    """Lines of text from recognised boxes: boxes whose vertical middles fall within one another
+    form a row, read left to right; rows top to bottom; a blank line where rows are far apart."""
+    if not boxes:
+        return ""
+    rows: list[list[tuple[Box, str]]] = []
+    for box, text, _ in sorted(boxes, key=lambda b: (b[0][1] + b[0][3]) / 2):
+        middle = (box[1] + box[3]) / 2
+        if rows:
+            last = rows[-1]
+            top = statistics.fmean(b[1] for b, _ in last)
+            bottom = statistics.fmean(b[3] for b, _ in last)
+            if top <= middle <= bottom:
+                last.append((box, text))
+                continue
+        rows.append([(box, text)])
+    heights = [b[3] - b[1] for row in rows for b, _ in row]
+    line_height = statistics.median(heights) if heights else 0.0
+    out: list[str] = []
+    previous_bottom: float | None = None
+    for row in rows:
+        row.sort(key=lambda bt: bt[0][0])
+        top = min(b[1] for b, _ in row)
+        if previous_bottom is not None and top - previous_bottom > 1.2 * line_height:
+            out.append("")
+        out.append(" ".join(t.strip() for _, t in row))
+        previous_bottom = max(b[3] for b, _ in row)
+    return "\n".join(out)
+
+
+def scale_for(width: float, height: float, scale: float) -> float:
+    """`scale`, reduced when width x height x scale^2 pixels would pass MAX_PIXELS."""
+    pixels = width * height * scale * scale
+    return scale if pixels <= MAX_PIXELS else scale * (MAX_PIXELS / pixels) ** 0.5

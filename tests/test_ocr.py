@@ -1,0 +1,185 @@
+"""OCR: reading order, when a PDF page is OCRed, images as documents, the per-page budget, and
+the real RapidOCR models on images and scanned pages the tests draw themselves."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import EmptyDocument, UnsupportedFormat
+from ingest.formats import parse_file
+from ingest.ocr import OcrOptions, OcrTimeout, reading_order, scale_for, time_budget
+from ingest.pdf import needs_ocr, parse_pdf
+
+LINES = ["The parking permit costs 45 euros per month.", "Invoices are paid within 30 days."]
+
+
+def _text_image(lines: list[str], size: tuple[int, int] = (1100, 260)):
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=36)
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((40, 40 + 80 * i), line, fill="black", font=font)
+    return img
+
+
+def test_reading_order_groups_rows_and_reads_them_left_to_right():
+    boxes = [
+        ((300, 10, 500, 30), "right", 0.9),
+        ((10, 12, 200, 32), "left", 0.9),
+        ((10, 50, 200, 70), "next row", 0.9),
+        ((10, 200, 200, 220), "far below", 0.9),
+    ]
+    assert reading_order(boxes) == "left right\nnext row\n\nfar below"
+    assert reading_order([]) == ""
+
+
+def test_a_page_is_ocred_when_its_text_layer_is_empty_or_far_too_short_for_its_area():
+    letter = (612.0, 792.0)  # 93.5 square inches
+    assert needs_ocr("", *letter, has_image=True)
+    assert needs_ocr("Scanned by CamScanner", *letter, has_image=True)
+    assert not needs_ocr("word " * 40, *letter, has_image=True)  # 200 characters: a text page
+    assert not needs_ocr("", *letter, has_image=False)  # nothing drawn that OCR could read
+    assert needs_ocr("A3 title", 842.0, 1191.0, has_image=True)
+
+
+def test_huge_pages_are_rendered_below_the_pixel_cap():
+    assert scale_for(612, 792, 200 / 72) == pytest.approx(200 / 72)
+    poster = scale_for(2384, 3370, 200 / 72)  # A0 at 200 DPI would be 62 MP
+    assert 2384 * 3370 * poster**2 == pytest.approx(40_000_000)
+
+
+def test_time_budget_counts_cpu_time_and_stops_a_busy_page():
+    started = time.process_time()
+    with pytest.raises(OcrTimeout), time_budget(0.3):
+        while True:
+            sum(range(1000))
+    assert time.process_time() - started < 5
+    with time_budget(0.3):
+        time.sleep(0.5)  # sleeping uses no CPU: not charged
+
+
+def test_images_are_skipped_with_a_reason_when_ocr_is_off(tmp_path):
+    path = tmp_path / "scan.png"
+    _text_image(LINES).save(path)
+    with pytest.raises(UnsupportedFormat, match="OCR is off"):
+        parse_file(path, ocr=OcrOptions(mode="off"))
+
+
+def test_a_broken_image_fails_with_a_reason(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(Exception) as err:
+        parse_file(path)
+    assert "not a readable image" in str(err.value)
+
+
+def test_image_only_pdf_page_with_ocr_off_says_how_to_read_it(tmp_path):
+    path = tmp_path / "scan.pdf"
+    _text_image(LINES).save(path, "PDF", resolution=200)
+    with pytest.raises(EmptyDocument, match="ocr is off: set ocr = auto"):
+        parse_pdf(path, ocr=OcrOptions(mode="off"))
+
+
+def test_page_label_marks_ocr():
+    from cli.common import page_label
+
+    assert page_label(3, 3, ocr=True) == "p. 3, OCR"
+    assert page_label(3, 4) == "pp. 3-4"
+
+
+# --- the real models ------------------------------------------------------------------------
+
+
+@pytest.mark.models
+def test_an_image_is_read_with_its_confidence(tmp_path):
+    path = tmp_path / "notice.png"
+    _text_image(LINES).save(path)
+    doc = parse_file(path)
+    assert doc.format == "image" and doc.n_pages == 1
+    assert doc.text == "\n".join(LINES)
+    [block] = doc.blocks
+    assert block.page == 1 and 0.9 < block.meta["ocr"] <= 1.0
+
+
+@pytest.mark.models
+def test_a_scanned_pdf_page_is_ocred_and_marked(tmp_path):
+    from tests.ingest_fixtures import make_pdf
+
+    scan = tmp_path / "scan.pdf"
+    _text_image(LINES, size=(1700, 2200)).save(scan, "PDF", resolution=200)
+    doc = parse_pdf(scan)
+    assert doc.text == "\n".join(LINES)
+    assert doc.blocks[0].meta["ocr"] > 0.9
+    # A page with a text layer is not OCRed in auto, and carries no OCR mark; always OCRs it.
+    text = tmp_path / "text.pdf"
+    text.write_bytes(make_pdf([["A page with a real text layer."]]))
+    assert parse_pdf(text).blocks[0].meta == {}
+    always = parse_pdf(text, ocr=OcrOptions(mode="always"))
+    assert always.text == "A page with a real text layer." and always.blocks[0].meta["ocr"] > 0.9
+
+
+@pytest.mark.models
+def test_ocr_text_reaches_the_chunks_and_the_store(tmp_path, settings, fake_embedder):
+    from kb.indexer import ingest
+    from kb.knowledge import KnowledgeBase
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    _text_image(LINES).save(folder / "notice.png")
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as kb:
+        report = ingest(kb, [folder], isolate=False)
+        assert report.summary()["added"] == 1
+        [row] = kb.store.document_chunks(kb.store.documents()[0].id)
+    assert row.text == "\n".join(LINES) and row.extra["ocr"] > 0.9
+    assert row.location_json()["ocr"] == row.extra["ocr"]
+
+
+def test_cli_ingest_with_ocr_off_skips_images_with_the_reason(tmp_path):
+    import json
+
+    from tests.kbproc import kb_env, run_kb
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    _text_image(LINES).save(folder / "notice.png")
+    (folder / "note.md").write_text("# Note\n\nPlain text beside the image.\n")
+    done = run_kb(kb_env(tmp_path), "ingest", folder, "--json", "--ocr", "off")
+    assert done.returncode == 0, done.stderr
+    files = {Path(f["path"]).name: f for f in json.loads(done.stdout)["files"]}
+    assert files["notice.png"]["status"] == "skipped" and "OCR is off" in files["notice.png"]["reason"]
+    assert files["note.md"]["status"] == "added"
+
+
+def _two_page_scan(path):
+    first, second = _text_image(LINES[:1]), _text_image(LINES[1:])
+    first.save(path, "PDF", resolution=200, save_all=True, append_images=[second])
+
+
+def test_ocr_text_replaces_an_empty_page_and_a_failing_page_becomes_a_warning(tmp_path, monkeypatch):
+    import ingest.pdf
+    from ingest.ocr import OcrText
+
+    calls = []
+
+    def fake(image):
+        calls.append(image.shape)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return OcrText("Words read by OCR.", 0.81, 1)
+
+    monkeypatch.setattr(ingest.pdf, "load", lambda: None)
+    monkeypatch.setattr(ingest.pdf, "recognize", fake)
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    ticks = []
+    doc = parse_pdf(path, on_page=lambda: ticks.append(1))
+    assert [(doc.block_text(b), b.page, b.meta) for b in doc.blocks] == [("Words read by OCR.", 2, {"ocr": 0.81})]
+    assert doc.warnings == ("page 1: OCR failed (RuntimeError: boom)",)
+    assert len(ticks) == 6  # each page read by PDFium, then by pypdf (PDFium found no text), then OCRed
+    # Rendered at 200 DPI: the 1100 x 260 px images were saved at 200 DPI, so they come back that size.
+    assert calls[0][:2] == (260, 1100)
