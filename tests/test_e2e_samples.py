@@ -32,9 +32,10 @@ def sample_kb(tmp_path_factory):
     result = CliRunner().invoke(app, ["ingest", str(SAMPLES), "--kb", str(home), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    # questions.jsonl, README.md and the generator script are listed in samples/.kbignore. Eight
-    # documents: PDF, DOCX, HTML, Markdown, text, XLSX, PPTX and an e-mail with a PDF attached.
-    assert report["summary"]["added"] == 8 and report["summary"]["failed"] == 0
+    # questions.jsonl, README.md and the generator script are listed in samples/.kbignore. Nine
+    # documents: PDF, DOCX, HTML, Markdown, text, XLSX, PPTX, an e-mail with a PDF attached, and a
+    # scanned PDF page read by OCR.
+    assert report["summary"]["added"] == 9 and report["summary"]["failed"] == 0
     return home
 
 

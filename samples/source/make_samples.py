@@ -8,6 +8,7 @@ and its product Brightwater Insight. This script writes the generated files:
     samples/software-licences-2024.xlsx   (one sheet, made with openpyxl)
     samples/product-roadmap-2024.pptx     (four slides with a table and notes, python-pptx)
     samples/office-move.eml               (an e-mail with a 2-page PDF attachment, fpdf2)
+    samples/scanned-facilities-notice.pdf (one page that is only an image, a scan read by OCR; Pillow)
 
 The other samples (expense-policy.html, onboarding-guide.md, product-faq.txt) are
 written by hand and are not generated.
@@ -756,14 +757,69 @@ def _fix_zip_timestamps(path: Path, core_modified: bool = False) -> None:
             dst.writestr(fixed, data)
 
 
+# ---------------------------------------------------------------------------
+# A scanned notice: a PDF page that is only an image (no text layer), so its
+# answer can only be found by OCR.
+# ---------------------------------------------------------------------------
+
+SCAN_TITLE = "Facilities notice: visitor car park closed"
+SCAN_LINES = [
+    "Brightwater Analytics GmbH - Facilities",
+    "Notice to all staff, Leipzig office, 26 February 2024",
+    "",
+    "Visitor car park closed for resurfacing",
+    "",
+    "The visitor car park in the courtyard is closed from 4 March",
+    "to 15 March 2024 while it is resurfaced.",
+    "During the closure, visitors park in the Ostring garage (level P3).",
+    "Reception hands out free exit tickets for the garage.",
+    "Bicycle racks near the main entrance stay open.",
+    "",
+    "Questions: facilities@brightwater-analytics.example",
+    "Signed: Greta Schulz, Facilities",
+]
+
+
+def make_scanned_notice(path: Path) -> None:
+    """A one-page 'scan' at 200 DPI: text drawn on an image, slightly rotated and speckled, saved
+    as an image-only PDF (Pillow writes the page as one JPEG image)."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    dpi = 200
+    width, height = int(8.27 * dpi), int(11.69 * dpi)  # A4
+    page = Image.new("L", (width, height), 250)
+    draw = ImageDraw.Draw(page)
+    try:
+        font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf", 40)
+        bold = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf", 48)
+    except OSError:
+        font = bold = ImageFont.load_default(size=40)
+    y = 220
+    for i, line in enumerate(SCAN_LINES):
+        draw.text((180, y), line, fill=25, font=bold if i in (0, 3) else font)
+        y += 64 if line else 40
+    rng = random.Random(7)  # fixed speckles: regeneration is byte-stable
+    for _ in range(2500):
+        x, yy = rng.randrange(width), rng.randrange(height)
+        page.putpixel((x, yy), rng.choice((120, 160, 200)))
+    page = page.rotate(0.4, resample=Image.BICUBIC, fillcolor=250).filter(ImageFilter.GaussianBlur(0.6))
+    page.save(
+        path, "PDF", resolution=dpi, title=SCAN_TITLE,
+        creationDate=FIXED_DATE.timetuple(), modDate=FIXED_DATE.timetuple(),
+    )
+
+
 def main() -> None:
     make_handbook(SAMPLES / "employee-handbook.pdf")
     make_policy(SAMPLES / "it-security-policy.docx")
     make_licences(SAMPLES / "software-licences-2024.xlsx")
     make_roadmap(SAMPLES / "product-roadmap-2024.pptx")
     make_office_move_mail(SAMPLES / "office-move.eml")
+    make_scanned_notice(SAMPLES / "scanned-facilities-notice.pdf")
     for name in ("employee-handbook.pdf", "it-security-policy.docx", "software-licences-2024.xlsx",
-                 "product-roadmap-2024.pptx", "office-move.eml"):
+                 "product-roadmap-2024.pptx", "office-move.eml", "scanned-facilities-notice.pdf"):
         print(f"wrote {SAMPLES / name} ({(SAMPLES / name).stat().st_size} bytes)")
 
 
