@@ -281,7 +281,8 @@ def parse_file(
     fmt = detect_format(path, head)
     try:
         if fmt in _CONTAINERS:
-            return _parser(fmt)(path, password=password, nesting=nesting or Nesting())
+            inner = nesting or Nesting(pdf_engine=pdf_engine, ocr=ocr)
+            return _parser(fmt)(path, password=password, nesting=inner)
         if fmt == "pdf":
             return _parser(fmt)(path, password=password, engine=pdf_engine, on_page=on_page, ocr=ocr)
         if fmt == "image":

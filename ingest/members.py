@@ -12,6 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from ingest.builder import DocumentBuilder
 
@@ -37,10 +38,13 @@ class Nesting:
 
     depth: int = 0
     budget: Budget = field(default_factory=Budget)
+    # How the top-level file is read, passed on to the files inside it (ingest/formats.parse_file).
+    pdf_engine: str = "auto"
+    ocr: Any = None  # ingest.ocr.OcrOptions, or None for the defaults
 
     def child(self) -> Nesting:
         """The nesting of a file found inside this one."""
-        return Nesting(self.depth + 1, self.budget)
+        return Nesting(self.depth + 1, self.budget, self.pdf_engine, self.ocr)
 
 
 class LimitReached(Exception):
@@ -97,7 +101,7 @@ def add_member(
         path = Path(folder) / safe_name(name)
         path.write_bytes(data)
         try:
-            doc = parse_file(path, password=password, nesting=inner)
+            doc = parse_file(path, password=password, nesting=inner, pdf_engine=inner.pdf_engine, ocr=inner.ocr)
         except UnsupportedFormat as exc:
             # The reason without its advice on renaming files or .kbignore, which is for files on disk.
             warnings.append(f"{name}: not read ({exc.reason.split(';')[0]})")
