@@ -434,8 +434,8 @@ def ocr_pages(path: Path, password: str, read: PdfPages, options: OcrOptions, on
                 break
             finally:
                 page.close()
-                if on_page:
-                    on_page()
+            if on_page and got is not None:  # a page OCRed is work done; a page that needed none is not
+                on_page()
             if isinstance(got, str):
                 failures.append(f"page {number}: {got}")
             elif got is not None and got.text and (options.mode == "always" or len(got.text) >= 2 * len(layer)):

@@ -113,7 +113,7 @@ def test_search_and_status_json(sample_kb):
     hits = json.loads(out.stdout)["hits"]
     assert Path(hits[0]["path"]).name == "expense-policy.html"
     status = json.loads(runner.invoke(app, ["status", "--kb", str(sample_kb), "--json"]).stdout)
-    assert status["documents"] == 8 and status["chunks"] == status["vectors"] == status["keyword_entries"]
+    assert status["documents"] == 9 and status["chunks"] == status["vectors"] == status["keyword_entries"]
 
 
 def test_real_cli_process_has_no_network_and_exits_cleanly(sample_kb):
