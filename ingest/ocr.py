@@ -3,9 +3,10 @@
 `rapidocr-onnxruntime` ships its PP-OCRv4 detection and recognition models inside its wheel
 and runs them on onnxruntime, so OCR installs from the package index alone and reads nothing
 from the network. It is loaded on first use, one thread per parse worker (the workers are the
-parallelism). Recognised lines are put back in reading order (rows top to bottom, boxes left to
-right within a row, a blank line where the gap between rows is wide), and their confidence is
-kept: the mean recognition score of the page's characters.
+parallelism). Recognised lines are put back in reading order (a page set in columns a column at
+a time; rows top to bottom, boxes left to right within a row, a blank line where the gap between
+rows is wide), and their confidence is kept: the mean recognition score of the page's
+characters.
 
 A page's OCR has a budget of CPU time (`ocr_page_timeout`); past it the page is given up with
 a warning and the rest of the file goes on.
@@ -156,12 +157,36 @@ def _box(points: Any) -> Box:
 
 
 def reading_order(boxes: list[tuple[Box, str, float]]) -> str:
-    """Lines of text from recognised boxes: boxes whose vertical middles fall within one another
-    form a row, read left to right; rows top to bottom; a blank line where rows are far apart."""
+    """Lines of text from recognised boxes. A page set in columns is read a column at a time (see
+    `_segments`); within a column, boxes whose vertical middles fall within one another form a
+    row, read left to right; rows top to bottom; a blank line where rows are far apart and where a
+    new column begins."""
     if not boxes:
         return ""
-    rows: list[list[tuple[Box, str]]] = []
-    for box, text, _ in sorted(boxes, key=lambda b: (b[0][1] + b[0][3]) / 2):
+    items = [(box, text) for box, text, _ in boxes]
+    heights = [b[3] - b[1] for b, _ in items]
+    line_height = statistics.median(heights)
+    out: list[str] = []
+    previous_bottom: float | None = None
+    for segment in _segments(items, line_height) if len(items) <= _MAX_SEGMENTED else [items]:
+        for row in _rows(segment):
+            top = min(b[1] for b, _ in row)
+            new_column = previous_bottom is not None and top < previous_bottom
+            if previous_bottom is not None and (new_column or top - previous_bottom > 1.2 * line_height):
+                out.append("")
+            out.append(" ".join(t.strip() for _, t in row))
+            previous_bottom = max(b[3] for b, _ in row)
+    return "\n".join(out)
+
+
+Item = tuple[Box, str]
+_MAX_SEGMENTED = 1500  # boxes; a page with more is read by rows alone (the cuts cost n^2)
+
+
+def _rows(items: list[Item]) -> list[list[Item]]:
+    """Boxes grouped into rows top to bottom, each row left to right."""
+    rows: list[list[Item]] = []
+    for box, text in sorted(items, key=lambda b: (b[0][1] + b[0][3]) / 2):
         middle = (box[1] + box[3]) / 2
         if rows:
             last = rows[-1]
@@ -171,18 +196,59 @@ def reading_order(boxes: list[tuple[Box, str, float]]) -> str:
                 last.append((box, text))
                 continue
         rows.append([(box, text)])
-    heights = [b[3] - b[1] for row in rows for b, _ in row]
-    line_height = statistics.median(heights) if heights else 0.0
-    out: list[str] = []
-    previous_bottom: float | None = None
     for row in rows:
         row.sort(key=lambda bt: bt[0][0])
-        top = min(b[1] for b, _ in row)
-        if previous_bottom is not None and top - previous_bottom > 1.2 * line_height:
-            out.append("")
-        out.append(" ".join(t.strip() for _, t in row))
-        previous_bottom = max(b[3] for b, _ in row)
-    return "\n".join(out)
+    return rows
+
+
+def _widest_gap(items: list[Item], lo: int, hi: int) -> tuple[float, float] | None:
+    """The widest interval along one axis (lo, hi: box indexes of its start and end) that no box
+    covers, between the first box and the last; None if the boxes cover it all."""
+    spans = sorted((b[lo], b[hi]) for b, _ in items)
+    best: tuple[float, float] | None = None
+    reach = spans[0][1]
+    for start, end in spans[1:]:
+        if start > reach and (best is None or start - reach > best[1] - best[0]):
+            best = (reach, start)
+        reach = max(reach, end)
+    return best
+
+
+def _is_column(side: list[Item], region_width: float) -> bool:
+    """Whether boxes look like a column of text: three lines or more, most of them wide (table
+    cells are short: a table keeps being read a row at a time)."""
+    widths = [b[2] - b[0] for b, _ in side]
+    return len(side) >= 3 and statistics.median(widths) >= 0.2 * region_width
+
+
+def _segments(items: list[Item], line_height: float) -> list[list[Item]]:
+    """The boxes cut into pieces in reading order, recursively (an XY cut): at a vertical gutter
+    that no box crosses, wider than the widest horizontal gap, with a column of text on either
+    side (left first); else at the widest horizontal gap (top first); a piece with no gap left is
+    one segment. So a title above two columns is read title, left column, right column."""
+    todo, done = [items], []
+    while todo:
+        piece = todo.pop()
+        if len(piece) < 2:
+            done.append(piece)
+            continue
+        vertical = _widest_gap(piece, 0, 2)
+        horizontal = _widest_gap(piece, 1, 3)
+        h_width = horizontal[1] - horizontal[0] if horizontal else 0.0
+        if vertical and vertical[1] - vertical[0] >= max(0.8 * line_height, h_width):
+            cut = (vertical[0] + vertical[1]) / 2
+            left = [it for it in piece if it[0][2] <= cut]
+            right = [it for it in piece if it[0][0] >= cut]
+            width = max(b[2] for b, _ in piece) - min(b[0] for b, _ in piece)
+            if _is_column(left, width) and _is_column(right, width):
+                todo.extend([right, left])  # popped left first
+                continue
+        if horizontal:
+            cut = (horizontal[0] + horizontal[1]) / 2
+            todo.extend([[it for it in piece if it[0][1] >= cut], [it for it in piece if it[0][3] <= cut]])
+            continue
+        done.append(piece)
+    return done
 
 
 def scale_for(width: float, height: float, scale: float) -> float:

@@ -38,6 +38,25 @@ def test_reading_order_groups_rows_and_reads_them_left_to_right():
     assert reading_order([]) == ""
 
 
+def test_a_page_in_two_columns_is_read_a_column_at_a_time_under_its_title():
+    title = [((100, 10, 900, 40), "A title across both columns", 0.9)]
+    left = [((100, 80 + 40 * i, 480, 110 + 40 * i), f"left {i}", 0.9) for i in range(4)]
+    right = [((540, 80 + 40 * i, 900, 110 + 40 * i), f"right {i}", 0.9) for i in range(4)]
+    text = reading_order(title + right + left)
+    assert text == "A title across both columns\n\nleft 0\nleft 1\nleft 2\nleft 3\n\nright 0\nright 1\nright 2\nright 3"
+
+
+def test_a_table_of_short_cells_is_still_read_a_row_at_a_time():
+    rows = [("Munich", "EUR 28", "EUR 170"), ("Berlin", "EUR 24", "EUR 150"), ("Paris", "EUR 30", "EUR 190")]
+    boxes = [
+        ((x, 20 + 40 * i, x + 90, 50 + 40 * i), cell, 0.9)
+        for i, row in enumerate(rows)
+        for x, cell in zip((100, 500, 800), row, strict=True)
+    ]
+    expected = ["Munich EUR 28 EUR 170", "Berlin EUR 24 EUR 150", "Paris EUR 30 EUR 190"]
+    assert reading_order(boxes).splitlines() == expected
+
+
 def test_a_page_is_ocred_when_its_text_layer_is_empty_or_far_too_short_for_its_area():
     letter = (612.0, 792.0)  # 93.5 square inches
     assert needs_ocr("", *letter, has_image=True)
