@@ -42,7 +42,7 @@ if __name__ == "__main__":
     # `ingest` package, and the modules import each other as `bench.<name>`.
     sys.path[0] = str(REPO)
 
-SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "warm", "cold", "llm", "scale")
+SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "scale")
 
 
 def modules() -> dict[str, ModuleType]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,6 +40,26 @@ def ingest(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where files are parsed, chunked and embedded: local (this process) or ray (the workers "
+            "of a Ray cluster; needs pip install 'kb[ray]'). Planning and storing stay here either way."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join with --engine ray, e.g. auto or HEAD:6379 (default: RAY_ADDRESS, or a "
+            "cluster started with `ray start` on this machine, else a local one for this run)."
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Ray workers (actors, one CPU each) with --engine ray (default: one per CPU of the cluster)."
+        ),
+    ] = None,
 ) -> None:
     """Ingest files and folders: parse, chunk, embed and index them.
 
@@ -55,11 +75,18 @@ def ingest(
     killed at any point keeps every file finished before; running it again completes the job.
     --dry-run reads nothing but file hashes and writes nothing (not even a new knowledge base).
 
+    With --engine ray the workers of a Ray cluster read the files (every path must be readable
+    at the same place on every node: a shared filesystem), parse them with the same time and
+    memory limits, chunk and embed them; this process plans, stores and reports as usual, and
+    the knowledge base is the same as a local run's.
+
     Exit status: 0 if every file was ingested or skipped, 2 if some failed, 1 on a usage error.
     """
     from kb.indexer import ingest as run_ingest
     from kb.indexer import plan
     from kb.knowledge import KnowledgeBase, kb_exists
+
+    ray_engine = _engine(engine, ray_address, ray_workers) if not dry_run else None
 
     s = settings(
         config,
@@ -79,7 +106,7 @@ def ingest(
         else:
             # A dry run only reads, so it needs no lock and runs beside a writer.
             with KnowledgeBase(s, write=not dry_run) as base:
-                report = run_ingest(base, paths, progress=progress, dry_run=dry_run)
+                report = run_ingest(base, paths, progress=progress, dry_run=dry_run, engine=ray_engine)
                 counts = base.store.counts()
     if json_out:
         print_json(
@@ -130,3 +157,20 @@ def ingest(
             typer.echo(f"failed: {display_path(r.path)}: {r.reason}", err=True)
     if report.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _engine(name: str, address: str | None, workers: int | None) -> Any:
+    """The kb.indexer.ingest engine for --engine (None: local); Ray's absence is a one-line error."""
+    from kb.distributed import ENGINES, RayEngine, import_ray
+    from kb.errors import InputError
+
+    if name not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)} (got {name!r})")
+    if name == "local":
+        if address is not None or workers is not None:
+            raise InputError("--ray-address and --ray-workers need --engine ray")
+        return None
+    if workers is not None and workers < 1:
+        raise InputError(f"--ray-workers must be at least 1 (got {workers})")
+    import_ray()  # fail before opening the knowledge base
+    return RayEngine(address=address, workers=workers)

@@ -117,6 +117,14 @@ class _Parse:
     is_update: bool
 
 
+# Parses, chunks and embeds the planned files elsewhere (kb/distributed.py): given the files and
+# how to make each one's ParseJob, it yields (file, parsed chunks or failure reason, vectors).
+Engine = Callable[
+    [KnowledgeBase, list[_Parse], Callable[[_Parse], ParseJob]],
+    Iterator[tuple[_Parse, ParsedChunks | str, np.ndarray | None]],
+]
+
+
 def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
     # Size and mtime alone miss a file replaced by another of the same size and mtime (cp -p,
     # coarse clocks); the status-change time and inode change on any replacement and cannot be
@@ -210,8 +218,12 @@ def ingest(
     progress: Progress | None = None,
     dry_run: bool = False,
     isolate: bool = True,
+    engine: Engine | None = None,
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
+
+    `engine` parses, chunks and embeds the files to (re)index elsewhere (kb/distributed.py, a
+    Ray cluster); None does it in this process. Planning and storing are the same either way.
 
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
     report says what would happen; parse failures are only found by a real run.
@@ -255,7 +267,7 @@ def ingest(
             action = result
         emit(action)
 
-    buffer: list[tuple[_Parse, ParsedChunks]] = []
+    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None]] = []  # vectors None: embed here
 
     def embed_in_steps(texts: list[str], path: str) -> np.ndarray:
         # A 600-page PDF is minutes of embedding: report it in steps so the bar does not freeze.
@@ -271,13 +283,16 @@ def ingest(
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
-        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p in buffer for c in p.chunks]
+        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p, v in buffer if v is None for c in p.chunks]
         vectors = embed_in_steps(texts, str(buffer[-1][0].path)) if texts else None
         offset = 0
-        for job, parsed in buffer:
+        for job, parsed, given in buffer:
             n = len(parsed.chunks)
-            vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
-            offset += n
+            if given is not None:  # embedded by the engine's worker
+                vecs = given
+            else:
+                vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
+                offset += n
             # One transaction per file: a crash keeps every file stored before it, whole.
             removed, added = kb.store.replace_document(
                 path=str(job.path),
@@ -298,15 +313,20 @@ def ingest(
             emit(FileResult(str(job.path), status, chunks=len(added), notes=parsed.warnings))
         buffer.clear()
 
-    for job, parsed in _parse_all(kb, todo, isolate):
+    outcomes: Iterator[tuple[_Parse, ParsedChunks | str, np.ndarray | None]]
+    if engine is None:
+        outcomes = ((item, parsed, None) for item, parsed in _parse_all(kb, todo, isolate))
+    else:
+        outcomes = engine(kb, todo, _job_maker(kb))
+    for job, parsed, given in outcomes:
         if isinstance(parsed, str) or not parsed.chunks:
             reason = parsed if isinstance(parsed, str) else "no text to index"
             if job.is_update:
                 reason += "; the previously indexed version is kept"
             emit(FileResult(str(job.path), "failed", reason))
             continue
-        buffer.append((job, parsed))
-        if sum(len(p.chunks) for _, p in buffer) >= settings.embed_batch * 4:
+        buffer.append((job, parsed, given))
+        if sum(len(p.chunks) for _, p, v in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
             flush()
     flush()
 
@@ -407,14 +427,21 @@ def remove(kb: KnowledgeBase, paths: list[Path | str], *, dry_run: bool = False)
     return out
 
 
-def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
-    """Parse files one ahead of the consumer, so parsing overlaps with embedding."""
+def _job_maker(kb: KnowledgeBase) -> Callable[[_Parse], ParseJob]:
+    """What a parse worker (local or remote) is told about a file."""
     settings = kb.settings
     tok_file = kb.embedder.tokenizer_file
 
     def job(item: _Parse) -> ParseJob:
         return ParseJob(str(item.path), settings.pdf_password, tok_file, settings.chunk_tokens, settings.chunk_overlap)
 
+    return job
+
+
+def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
+    """Parse files one ahead of the consumer, so parsing overlaps with embedding."""
+    settings = kb.settings
+    job = _job_maker(kb)
     if not isolate:
         from ingest.errors import ParseError
 
