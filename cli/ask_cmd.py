@@ -52,7 +52,10 @@ def ask(
         config, home=kb, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
     )
     with KnowledgeBase(s) as base:
-        answer = Answerer.for_kb(base, extractive=extractive).ask(question, extractive=extractive)
+        answerer = Answerer.for_kb(base, extractive=extractive)
+        for warning in answerer.warnings:
+            typer.echo(f"kb: {warning}", err=True)
+        answer = answerer.ask(question, extractive=extractive)
     if json_out:
         print_json(answer.to_json())
         return

@@ -119,6 +119,8 @@ def qa(
             if Path(d.path).name in excluded:
                 base.vectors.remove(base.store.remove_document(d.path))
         answerer = Answerer.for_kb(base, extractive=extractive)
+        for warning in answerer.warnings:
+            err(f"kb: {warning}")
         if sweep_at:
             answerer.min_answerability = min([*sweep_at, s.min_answerability])
         records = []
