@@ -405,3 +405,47 @@ def test_verified_sentences_stream_with_the_numbers_the_answer_uses(kb):
     assert ans.mode == "generative"
     assert [s.text for s in streamed] == [s.text for s in ans.sentences if s.supported]
     assert [s.citations for s in streamed] == [s.citations for s in ans.sentences if s.supported]
+
+
+TABLE = """Per diems and hotel limits by destination
+Destination | Per diem, full day | Per diem, partial day | Hotel limit per night
+Germany (standard) | EUR 28 | EUR 14 | EUR 130
+Munich, Frankfurt, Hamburg | EUR 28 | EUR 14 | EUR 170"""
+
+
+def test_a_table_row_is_read_with_its_headers_and_a_wrong_name_is_not_backed():
+    from kb.answer.attribute import attribute
+
+    score, backing = attribute("The hotel limit per night in Munich is EUR 170.", [TABLE])
+    assert score == 1.0 and backing[0].quote.text.startswith("Munich, Frankfurt, Hamburg |")
+    _, wrong = attribute("The hotel limit per night in Munich is EUR 130.", [TABLE])  # Germany's figure
+    assert wrong == ()
+
+
+def test_a_table_question_is_answered_by_its_row_read_under_the_headers(fake_embedder):
+    hits = [_hit(1, 1, TABLE)]
+    ranked = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)
+    assert all(not c.span.text.startswith("Destination |") for c in ranked)  # the header row is no answer
+    best = ranked[0]
+    assert (
+        best.span.text.startswith("Munich")
+        and best.reading == "Munich, Frankfurt, Hamburg: Hotel limit per night EUR 170"
+    )
+
+
+def test_reference_entries_and_links_are_no_answer_sentences():
+    from kb.answer.rank import is_boilerplate
+
+    assert is_boilerplate("(norwich-city) w.bbc.co.uk/news/health-51009328) Archived from the original on 7 January")
+    assert is_boilerplate("Smith J, Jones K, et al. (2019) Viral shedding. Nature 12(3): 45-67.")
+    assert not is_boilerplate("Report incidents to security@brightwater.example within one hour.")
+
+
+def test_a_row_of_named_values_is_shown_with_the_column_asked_about(fake_embedder):
+    row = "Destination: Munich, Frankfurt, Hamburg; Per diem, full day: EUR 28; Hotel limit per night: EUR 170"
+    hits = [_hit(1, 1, "Per diems and hotel limits.\n\n" + row)]
+    best = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)[0]
+    assert (
+        best.span.text == row
+        and best.reading == "Destination: Munich, Frankfurt, Hamburg; Hotel limit per night: EUR 170"
+    )

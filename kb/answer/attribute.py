@@ -14,12 +14,13 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from kb.answer.rank import complete_span
+from kb.answer.entities import Entity, extract_entities, mentions
+from kb.answer.rank import complete_span, table_headers
 from kb.answer.types import Candidate, Sentence
 from kb.guard import mask
 from kb.retrieval import Hit
 from kb.text import Span, content_terms, numbers, split_sentences
-from kb.verify import RELATION_WORDS, best_window, joint_support, parse_citations, windows
+from kb.verify import RELATION_WORDS, is_question, joint_support, parse_citations, support, windows
 
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words its backing must contain
 JOINT_THRESHOLD = 0.75  # the same, for a claim backed by two passages together
@@ -86,22 +87,55 @@ def says_something(text: str, question: str) -> bool:
     return bool(options) and any(low.startswith(o) or low.find(o) == low.find(o.split()[0]) == 0 for o in options)
 
 
-def attribute(text: str, passages: list[str], hints: list[int] | None = None) -> tuple[float, tuple[Backing, ...]]:
+def _names_backed(names: list[Entity], text: str) -> bool:
+    """Every name the claim states is in the backing (or its document's title, file name or headings):
+    a right figure under a wrong name ("Munich" for the row of Germany) is still wrong."""
+    return all(mentions(e, text) for e in names)
+
+
+def _runs(
+    claim: str, passage: str, context: str, names: list[Entity], check_numbers: bool
+) -> tuple[float, Span | None]:
+    """The run of the passage (at most two sentences, or a table row read under its headers) that
+    backs the claim best and names every name it states."""
+    best: tuple[float, Span | None] = (0.0, None)
+    if is_question(claim):
+        return best
+    candidates = [(w, w.text) for w in windows(passage)]
+    for start, header in table_headers(passage).items():
+        if header:
+            end = passage.find("\n", start)
+            row = passage[start : len(passage) if end < 0 else end].rstrip()
+            candidates.append((Span(row, start, start + len(row)), " | ".join(header) + "\n" + row))
+    for span, text in candidates:
+        score = support(claim, text, RELATION_WORDS, check_numbers)
+        if score > best[0] and _names_backed(names, text + "\n" + context):
+            best = (score, span)
+    return best
+
+
+def attribute(
+    text: str, passages: list[str], hints: list[int] | None = None, contexts: list[str] | None = None
+) -> tuple[float, tuple[Backing, ...]]:
     """The best backing for one claim among the passages (1-based numbers), with its support.
 
-    One passage is tried first: the run of at most two sentences that holds most of the claim.
-    When none holds enough, pairs of passages are tried: the best run of one and the run of
-    the other that adds most of what it lacks; both must add a word, and together they must hold
-    `JOINT_THRESHOLD` of the claim's words (words that compare or conclude excused) and every
-    number. `hints` (the `[n]` the model wrote) win ties.
+    One passage is tried first: the run of at most two sentences (or a table row under its
+    headers) that holds most of the claim. When none holds enough, pairs of passages are tried:
+    the best run of one and the run of the other that adds most of what it lacks; both must add a
+    word, and together they must hold `JOINT_THRESHOLD` of the claim's words (words that compare
+    or conclude excused) and every number. Every name the claim states must be in its backing
+    (`contexts`: each passage's title, file name and headings count too). `hints` (the `[n]` the
+    model wrote) win ties.
     """
     claim = _YES_NO.sub("", text).strip() or text
+    contexts = contexts or [""] * len(passages)
+    names = [e for e in extract_entities(claim) if e.kind != "quoted"]
     singles: list[tuple[float, float, int, Span]] = []  # (support, words-only support, n, run)
-    for n, passage in enumerate(passages, start=1):
-        words_score, run = best_window(claim, passage, excuse=RELATION_WORDS, check_numbers=False)
+    for n, (passage, context) in enumerate(zip(passages, contexts, strict=True), start=1):
+        words_score, run = _runs(claim, passage, context, [], check_numbers=False)
         if run is None or words_score <= 0:
             continue
-        score, full_run = best_window(claim, passage, excuse=RELATION_WORDS)
+        score, full_run = _runs(claim, passage, context, names, check_numbers=True)
         bonus = 1e-6 if hints and n in hints else 0.0
         singles.append((score + bonus, words_score + bonus, n, full_run or run))
     singles.sort(key=lambda t: -t[0])
@@ -112,11 +146,9 @@ def attribute(text: str, passages: list[str], hints: list[int] | None = None) ->
     terms = content_terms(claim) - RELATION_WORDS
     claim_numbers = numbers(claim)
     by_words = sorted(singles, key=lambda t: -t[1])[:4]
-    for (_, _, n1, _), (_, _, n2, _) in itertools.combinations(by_words, 2):
+    for (_, _, n1, w1), (_, _, n2, _) in itertools.combinations(by_words, 2):
         # Each passage's best run for the claim by words, then the other's run that adds most of
         # what it lacks (numbers count as what it lacks too).
-        w1 = best_window(claim, passages[n1 - 1], excuse=RELATION_WORDS, check_numbers=False)[1]
-        assert w1 is not None
         lacking = (terms - content_terms(w1.text)) | (claim_numbers - numbers(w1.text))
         w2 = max(
             windows(passages[n2 - 1]),
@@ -126,6 +158,9 @@ def attribute(text: str, passages: list[str], hints: list[int] | None = None) ->
         own = (terms | claim_numbers) & (content_terms(w1.text) | numbers(w1.text))
         if not adds or not own - (content_terms(w2.text) | numbers(w2.text)):
             continue  # both must hold a part the other lacks
+        both = "\n".join([w1.text, w2.text, contexts[n1 - 1], contexts[n2 - 1]])
+        if not _names_backed(names, both):
+            continue
         joint = joint_support(claim, [w1.text, w2.text], RELATION_WORDS)
         if joint > best[0] and joint >= JOINT_THRESHOLD:
             best = (joint, (Backing(n1, w1), Backing(n2, w2)))
@@ -147,13 +182,14 @@ def check_answer(raw: str, hits: list[Hit], question: str = "") -> list[Attribut
     """
     valid = set(range(1, len(hits) + 1))
     passages = [mask(h.chunk.text) for h in hits]
+    contexts = [" ".join([h.chunk.title, h.chunk.path.rsplit("/", 1)[-1], *h.chunk.heading_path]) for h in hits]
     out = []
     for unit in _answer_units(raw):
         text, hints = parse_citations(unit, valid)
         text = _FILLER.sub("", text).strip()
         if not text or not content_terms(text):
             continue
-        score, backing = attribute(text, passages, hints)
+        score, backing = attribute(text, passages, hints, contexts)
         cites = tuple(b.n for b in backing)
         reason = ""
         if not backing or score < SUPPORT_THRESHOLD:

@@ -259,11 +259,10 @@ class Answerer:
         """The best-ranked sentences of the retrieved passages, quoted, no LLM."""
         chosen = []
         for c in supporting_sentences(ranked, hits, self.extractive_sentences):
-            span = complete_span(hits[c.n - 1].chunk.text, c.span)
+            span = c.span if c.reading else complete_span(hits[c.n - 1].chunk.text, c.span)
+            shown = c.reading or span.text
             chosen.append(
-                Attributed(
-                    Sentence(span.text, (c.n,), True, 1.0), (Backing(c.n, Span(span.text, span.start, span.end)),)
-                )
+                Attributed(Sentence(shown, (c.n,), True, 1.0), (Backing(c.n, Span(span.text, span.start, span.end)),))
             )
         return compose(question, chosen, [a.sentence for a in chosen], hits, "extractive")
 

@@ -66,25 +66,126 @@ def rank_sentences(
     weighting chose a sentence of the right article more often (0.80 to 0.81) and raised
     evidence recall by 1-2 points on both halves of the articles.
     """
-    spans: list[tuple[int, Span, str]] = []
+    spans: list[tuple[int, Span, str, str]] = []  # (passage, sentence, context for shared words, table reading)
     for n, hit in enumerate(hits, start=start):
         injected = {sp.start for sp in injection_spans(hit.chunk.text)}
+        headers = table_headers(hit.chunk.text)
         for sp in split_sentences(hit.chunk.text):
-            if len(content_terms(sp.text)) >= 3 and not _is_heading(sp.text) and sp.start not in injected:
-                spans.append((n, sp, under_heading(hit, sp.text)))
+            if sp.start in injected or headers.get(sp.start) == ():
+                continue  # an instruction to a model, or a table's header row
+            reading = read_row(sp.text, headers[sp.start]) if sp.start in headers else named_row(sp.text)
+            text = reading or sp.text
+            if len(content_terms(text)) >= 3 and not _is_heading(sp.text) and not is_boilerplate(sp.text):
+                spans.append((n, sp, under_heading(hit, text), reading))
     if not spans:
         return []
-    vecs = embed([question] + [sp.text for _, sp, _ in spans])
+    vecs = embed([question] + [reading or sp.text for _, sp, _, reading in spans])
     sims = vecs[1:] @ vecs[0]
     q_terms = content_terms(question)
     weight = {t: (weights or {}).get(t, 1.0) for t in q_terms}
     total = sum(weight.values()) or 1.0
     out = []
-    for (n, sp, ctx), sim in zip(spans, sims, strict=True):
+    for (n, sp, ctx, reading), sim in zip(spans, sims, strict=True):
         overlap = sum(weight[t] for t in q_terms & content_terms(ctx)) / total
+        shown = (
+            (focus_named_row(reading, question) if _NAMED_PAIR.match(reading) else focus_row(reading, question))
+            if reading
+            else ""
+        )
         # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
-        out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim)))
+        out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim), shown))
     return sorted(out, key=lambda c: -c.score)
+
+
+_CELL_SPLIT = re.compile(r"\s+\|\s+")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in _CELL_SPLIT.split(line.strip().strip("|").strip())]
+
+
+def table_headers(passage: str) -> dict[int, tuple[str, ...]]:
+    """For each row of a "a | b | c" table in the passage, by the offset where it starts, the
+    column headers it is read under; a header row itself maps to (). A table is a run of lines
+    with the same number of cells (at least two); its first line is the header when no cell of
+    it is a figure."""
+    out: dict[int, tuple[str, ...]] = {}
+    lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", passage)]
+    i = 0
+    while i < len(lines):
+        start, line = lines[i]
+        cells = _cells(line) if " | " in line else []
+        j = i + 1
+        while len(cells) >= 2 and j < len(lines) and " | " in lines[j][1] and len(_cells(lines[j][1])) == len(cells):
+            j += 1
+        if len(cells) >= 2 and j - i >= 2 and not any(re.search(r"\d", c) for c in cells[1:]):
+            header = tuple(cells)
+            out[start + len(line) - len(line.lstrip())] = ()
+            for row_start, row in lines[i + 1 : j]:
+                out[row_start + len(row) - len(row.lstrip())] = header
+        i = max(j, i + 1)
+    return out
+
+
+def read_row(row: str, header: tuple[str, ...]) -> str:
+    """A table row read with its column headers: "Munich, Frankfurt, Hamburg: Per diem, full day
+    EUR 28; Hotel limit per night EUR 170"."""
+    cells = _cells(row)
+    if len(cells) != len(header):
+        return ""
+    pairs = [f"{h} {c}" for h, c in zip(header[1:], cells[1:], strict=True) if c]
+    return f"{cells[0]}: " + "; ".join(pairs)
+
+
+def focus_row(reading: str, question: str) -> str:
+    """A row's reading cut to the columns the question asks about (all of them when it names none)."""
+    head, _, rest = reading.partition(": ")
+    parts = rest.split("; ")
+    asked = content_terms(question)
+    shared = [len(content_terms(p) & asked) for p in parts]
+    most = max(shared, default=0)
+    wanted = [p for p, k in zip(parts, shared, strict=True) if most and k == most]
+    return f"{head}: " + "; ".join(wanted or parts)
+
+
+# A row written as its columns' names and values: "Destination: Munich; Hotel limit per night: EUR 170".
+_NAMED_PAIR = re.compile(r"^[^:;\n]{1,60}:\s*[^;\n]+(?:;\s*[^:;\n]{1,60}:\s*[^;\n]*){2,}$")
+
+
+def named_row(sentence: str) -> str:
+    """The sentence when it is a table row of named values (at least three), else ""."""
+    return sentence.strip() if _NAMED_PAIR.match(sentence.strip()) else ""
+
+
+def focus_named_row(row: str, question: str) -> str:
+    """A row of named values cut to its first value and the ones the question asks about."""
+    pairs = [p.strip() for p in row.split(";") if p.strip()]
+    asked = content_terms(question)
+    shared = [len(content_terms(p.split(":", 1)[0]) & asked) for p in pairs[1:]]
+    most = max(shared, default=0)
+    wanted = [p for p, k in zip(pairs[1:], shared, strict=True) if most and k == most]
+    return "; ".join([pairs[0], *(wanted or pairs[1:])])
+
+
+# Reference lists, links and page furniture: never an answer, whatever words they share.
+_BOILERPLATE = re.compile(
+    r"retrieved\s+(?:on\s+)?\d|archived\s+from\s+the\s+original|\bisbn\b|\bdoi:|jump to (?:navigation|search)|"
+    r"all rights reserved|cookie (?:policy|settings)|privacy policy|terms of (?:use|service)|\[edit\]",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"(?:https?://|www\.)\S+|\b\S+\.(?:com|org|net|gov|edu|co\.uk)/\S*", re.IGNORECASE)
+_CITATION_PARTS = re.compile(r"\(\d{4}[a-z]?\)|\b\d+\s*\(\d+\)\s*:\s*\d+|\bet al\.|\b[A-Z][a-z]+,\s+[A-Z]\.")
+
+
+def is_boilerplate(sentence: str) -> bool:
+    """A reference-list entry, a link, or page furniture ("Archived from the original on 7 January",
+    "w.bbc.co.uk/news/health-51009328)", "Smith J, et al. (2019) Nature 12(3): 45-67")."""
+    if _BOILERPLATE.search(sentence):
+        return True
+    urls = sum(len(m.group()) for m in _URL.finditer(sentence))
+    if urls and urls > 0.25 * len(sentence.strip()):
+        return True
+    return len(_CITATION_PARTS.findall(sentence)) >= 2
 
 
 def supporting_sentences(

@@ -119,3 +119,4 @@ class Candidate:
     span: Span
     score: float  # meaning (cosine to the question) plus shared words
     similarity: float  # cosine to the question alone
+    reading: str = ""  # a table row read with its column headers, as an answer shows it ("" = the sentence)
