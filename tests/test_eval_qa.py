@@ -219,7 +219,7 @@ def test_jsonl_with_several_gold_documents_and_gold_pages(tmp_path, monkeypatch)
 
 def test_a_gold_page_is_hit_by_the_page_of_the_quote():
     from kb.answer import Answer, Source
-    from kb.eval_qa import QAItem, QARecord
+    from kb.eval.qa import QAItem, QARecord
     from kb.retrieval import Hit
     from kb.store import ChunkRow
     from kb.text import Span

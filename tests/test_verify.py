@@ -1,6 +1,7 @@
 """Citation parsing, sentence splitting, support scores and quotes: pure functions."""
 
-from kb.verify import best_quote, numbers, parse_citations, split_sentences, support
+from kb.text import numbers, split_sentences
+from kb.verify import best_quote, parse_citations, support
 
 PASSAGE = (
     "Annual leave. Full-time employees receive 28 days of paid annual leave per year. "
