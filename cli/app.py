@@ -10,7 +10,17 @@ import sys
 
 import typer
 
-from cli import ask_cmd, eval_cmd, eval_qa_cmd, ingest_cmd, maintenance_cmd, search_cmd, status_cmd, summarize_cmd
+from cli import (
+    ask_cmd,
+    eval_cmd,
+    eval_qa_cmd,
+    eval_summaries_cmd,
+    ingest_cmd,
+    maintenance_cmd,
+    search_cmd,
+    status_cmd,
+    summarize_cmd,
+)
 
 app = typer.Typer(
     name="kb",
@@ -34,6 +44,7 @@ status_cmd.register(app)
 maintenance_cmd.register(app)
 summarize_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
+eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")
 
 
