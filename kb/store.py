@@ -8,6 +8,7 @@ state, never a mix. The FAISS file is a cache derived from the vectors stored he
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -452,6 +453,24 @@ class Store:
             "chunks": self.chunk_count(),
             "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
         }
+
+    def phrase_documents(self, phrase: str, *, prefix: bool = False) -> int:
+        """How many documents hold the words of `phrase` in a row (FTS5 stemming; with `prefix`, the
+        last word may be the start of a longer one: "Mac" finds "macOS")."""
+        words = " ".join(re.findall(r"\w+", phrase))
+        if not words:
+            return 0
+        match = '"' + words + '"' + ("*" if prefix else "")
+        row = self.db.execute(
+            "SELECT count(DISTINCT c.doc_id) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
+            " WHERE chunks_fts MATCH ?",
+            (match,),
+        ).fetchone()
+        return int(row[0])
+
+    def document_count(self) -> int:
+        """Number of documents stored."""
+        return int(self.db.execute("SELECT count(*) FROM documents").fetchone()[0])
 
     def term_matches(self, term: str, ids: Sequence[int]) -> tuple[int, set[int]]:
         """For one word: how many chunks contain it (FTS5 stemming), and which of `ids` do."""

@@ -126,7 +126,9 @@ def test_model_sees_the_passage_of_the_best_sentence_first(kb):
     last = max(ranked, key=lambda c: c.n)  # a sentence from the lowest-ranked passage...
     assert last.n == 3
     reordered = [last] + [c for c in ranked if c is not last]  # ...ranked best
-    answerer._generative("q", hits, reordered, {}, None, None)
+    from kb.answer.retrieve import Evidence
+
+    answerer._generative("q", Evidence(hits, hits), reordered, {}, None, None)
     prompt = llm.prompts[0][-1]["content"]
     first = prompt.split("Document 1", 1)[1].split("Document 2", 1)[0]
     assert hits[2].chunk.text.split()[0] in first and hits[0].chunk.text not in first
@@ -449,3 +451,39 @@ def test_a_row_of_named_values_is_shown_with_the_column_asked_about(fake_embedde
         best.span.text == row
         and best.reading == "Destination: Munich, Frankfurt, Hamburg; Hotel limit per night: EUR 170"
     )
+
+
+def test_a_question_about_a_name_the_documents_never_mention_is_refused_saying_so(kb):
+    answerer, llm = _answerer(kb, ["Full-time employees receive 28 days of paid annual leave."])
+    ans = answerer.ask("How many days of paid annual leave do full-time employees of General Mills receive?")
+    assert ans.refused and 'never mention "General Mills"' in ans.note
+    assert llm.prompts == []  # refused before the model was asked
+    assert ans.signals["names_absent"] == ["General Mills"]
+
+
+def test_a_name_that_anchors_the_evidence_is_reported(kb, tmp_path):
+    answerer, _ = _answerer(kb, ["Full-time employees receive 28 days of paid annual leave."])
+    ans = answerer.ask("How many days of paid annual leave do Full-time employees receive?")
+    assert not ans.refused and ans.signals["names"] == ["Full-time"]
+    assert ans.signals["names_anchored"] == ["Full-time"] and 0.0 <= ans.signals["name_specificity"] <= 1.0
+
+
+def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "people"
+    folder.mkdir()
+    (folder / "Ferdi_Taygan.md").write_text(
+        "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis player from the United States."
+    )
+    (folder / "Mahesh_Bhupathi.md").write_text(
+        "# Mahesh Bhupathi\n\nMahesh Bhupathi (born 7 June 1974) is a retired Indian professional tennis player."
+    )
+    (folder / "Davis_Cup.md").write_text(
+        "# Davis Cup\n\nThe Davis Cup is the premier international team event in men's tennis."
+    )
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
+        ingest(base, [folder], isolate=False)
+        answerer = Answerer(Retriever(base), None, top_k=2, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask("Who is older, Ferdi Taygan or Mahesh Bhupathi?", extractive=True)
+    cited = {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources}
+    assert cited == {"Ferdi_Taygan.md", "Mahesh_Bhupathi.md"}
+    assert "1956" in ans.text and "1974" in ans.text

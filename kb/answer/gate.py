@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
+from kb.answer.entities import Entity, mentions
 from kb.answer.rank import idf
-from kb.answer.retrieve import Evidence
+from kb.answer.retrieve import Evidence, context_of
 from kb.answer.types import Candidate
 from kb.retrieval import STOPWORDS, Hit
 from kb.store import Store
@@ -22,6 +24,7 @@ SENTENCE_WEIGHT, COVERAGE_WEIGHT, MARGIN_WEIGHT = 0.6, 0.2, 0.1
 
 MARGIN_POOL = 10  # passages retrieved to judge the document margin (answers use the top_k best)
 PARTIAL_BAND = 0.1  # how far below min_answerability an answer is still given, saying it is partial
+ANCHOR_WEIGHT = 0.0  # weight of the specificity of a question name that anchors the evidence
 
 
 def question_coverage(question: str, hits: list[Hit], store: Store, n: int, top: int = 3) -> float:
@@ -76,6 +79,25 @@ class Verdict:
     signals: dict
 
 
+def anchoring(evidence: Evidence, ranked: list[Candidate], store: Store, top: int = 3) -> tuple[list[Entity], float]:
+    """The question's names that a passage holding one of the `top` best sentences mentions (in its
+    text, headings, title or file name), and how specific the most specific of them is: 1 for a
+    name only one document mentions, falling towards 0 for one that every document does.
+
+    A question that names what a document is about ("Does Adobe have an improving operating
+    margin?") is covered by it even when no sentence restates the question; a name mentioned in
+    passing elsewhere (a board member's other company) is not an anchor, because the passages
+    the answer would rest on do not mention it."""
+    passages = [evidence.hits[n - 1] for n in dict.fromkeys(c.n for c in ranked[:top])]
+    anchored = [e for e in evidence.names if any(mentions(e, context_of(h)) for h in passages)]
+    total = max(1, store.document_count())
+    best = 0.0
+    for e in anchored:
+        docs = max(1, store.phrase_documents(e.text, prefix=True))
+        best = max(best, 1.0 - math.log(docs) / math.log(total + 1))
+    return anchored, best
+
+
 def judge(
     question: str,
     evidence: Evidence,
@@ -88,36 +110,39 @@ def judge(
     """Whether the evidence answers the question.
 
     Two cases are told apart. The documents do not cover what the question is about when a
-    name it asks about ("General Mills", "Lockheed Martin") is mentioned nowhere in the knowledge
-    base and no other name of the question is in the evidence: kb refuses and says which. Otherwise
-    the answerability score decides: at `min_answerability` or above kb answers; a little below
-    (within `partial_band`), when every name of the question is in the evidence, it answers and
-    says the documents only partly answer; below that it refuses.
+    name it asks about ("General Mills", "JPM") is mentioned nowhere in the knowledge base and no
+    other name of the question anchors the evidence: kb refuses and says which. Otherwise the
+    answerability score decides, where a specific name of the question that the best evidence
+    mentions counts for the question being covered (`anchoring`): at `min_answerability` or above
+    kb answers; a little below (within `partial_band`), when a name anchors the evidence, it
+    answers and says the documents only partly answer; below that it refuses.
     """
     best = ranked[0]
     coverage = question_coverage(question, evidence.hits, store, n)
     margin = document_margin(evidence.pool)
-    score = answerability(best, coverage, margin)
-    names = [e for e in evidence.names if e.kind != "acronym"]
-    seen = [e for e in evidence.names if evidence.mentioned(e)]
-    absent = [e.text for e in names if e not in seen and store.term_matches(_phrase(e.text), [])[0] == 0]
+    anchored, specificity = anchoring(evidence, ranked, store)
+    score = answerability(best, coverage, margin) + ANCHOR_WEIGHT * specificity
+    absent = [e.text for e in evidence.names if e not in anchored and store.phrase_documents(e.text, prefix=True) == 0]
     signals = {
         "best_sentence": round(best.score, 3),
         "similarity": round(best.similarity, 3),
         "coverage": round(coverage, 3),
         "margin": round(margin, 3),
         "names": [e.text for e in evidence.names],
-        "names_found": [e.text for e in seen],
+        "names_anchored": [e.text for e in anchored],
+        "name_specificity": round(specificity, 3),
         "names_absent": absent,
     }
-    parts = f"best sentence {best.score:.2f}, question coverage {coverage:.2f}, document margin {margin:.2f}"
-    if absent and not seen:
+    parts = (
+        f"best sentence {best.score:.2f}, question coverage {coverage:.2f}, document margin {margin:.2f}, "
+        f"name specificity {specificity:.2f}"
+    )
+    if absent and not any(e.kind != "acronym" for e in anchored):
         what = " and ".join(f'"{a}"' for a in absent)
         return Verdict(False, False, score, f"the documents never mention {what}", signals)
     if score >= min_answerability:
         return Verdict(True, False, score, "", signals)
-    all_named = bool(evidence.names) and len(seen) == len(evidence.names)
-    if all_named and score >= min_answerability - partial_band:
+    if anchored and score >= min_answerability - partial_band:
         why = f"the evidence is weak (answerability {score:.2f} < {min_answerability:.2f}: {parts})"
         return Verdict(True, True, score, why, signals)
     why = (

@@ -15,10 +15,11 @@ from kb.answer.rank import (
     complete_span,
     rank_sentences,
     rerank_by_likelihood,
+    second_witness,
     supporting_sentences,
     term_weights,
 )
-from kb.answer.retrieve import Evidence, bridge_hop, gather
+from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather
 from kb.answer.types import PARTIAL, Answer, Candidate, Sentence
 from kb.errors import ModelNotFound
 from kb.knowledge import KnowledgeBase
@@ -172,12 +173,12 @@ class Answerer:
             ranked = rerank_by_likelihood(question, ranked, hits, self.scorer, self.rerank_sentences)
             timings["rerank"] = time.perf_counter() - t1
         if extractive or self.llm is None:
-            answer = self._extractive(question, hits, ranked)
+            answer = self._extractive(question, evidence, ranked)
             if on_sentence:
                 for s in answer.sentences:
                     on_sentence(s)
         else:
-            answer = self._generative(question, hits, ranked, timings, on_token, on_sentence)
+            answer = self._generative(question, evidence, ranked, timings, on_token, on_sentence)
         if verdict.partial:
             answer.partial = True
             answer.note = (PARTIAL + " " + answer.note).strip() + f" ({verdict.reason})"
@@ -190,13 +191,14 @@ class Answerer:
     def _generative(
         self,
         question: str,
-        hits: list[Hit],
+        evidence: Evidence,
         ranked: list[Candidate],
         timings: dict[str, float],
         on_token: Callable[[str], None] | None,
         on_sentence: Callable[[Sentence], None] | None,
     ) -> Answer:
         assert self.llm is not None
+        hits = evidence.hits
         # The passages holding the best-ranked sentences go first: within the evidence budget the
         # model sees the likely answers, and a small model leans on the first document.
         order = list(dict.fromkeys([c.n for c in ranked[:TOP_SENTENCES]] + list(range(1, len(hits) + 1))))
@@ -239,7 +241,7 @@ class Answerer:
             answer.model = model
             return answer
         model["reason"] = _rejection(raw, checked, kept)
-        fallback = self._extractive(question, hits, ranked)
+        fallback = self._extractive(question, evidence, ranked)
         if on_sentence:
             for s in fallback.sentences:
                 on_sentence(s)
@@ -255,16 +257,45 @@ class Answerer:
         fallback.model = model
         return fallback
 
-    def _extractive(self, question: str, hits: list[Hit], ranked: list[Candidate]) -> Answer:
-        """The best-ranked sentences of the retrieved passages, quoted, no LLM."""
-        chosen = []
-        for c in supporting_sentences(ranked, hits, self.extractive_sentences):
+    def _extractive(self, question: str, evidence: Evidence, ranked: list[Candidate]) -> Answer:
+        """The best-ranked sentences of the retrieved passages, quoted, no LLM; for a question that
+        needs two documents, the best sentence of the second one too."""
+        hits = evidence.hits
+        chosen = supporting_sentences(ranked, hits, self.extractive_sentences)
+        if chosen:
+            chosen += second_witness(ranked, hits, chosen, _wanted_documents(evidence, ranked[0]))
+        picked = []
+        for c in chosen:
             span = c.span if c.reading else complete_span(hits[c.n - 1].chunk.text, c.span)
             shown = c.reading or span.text
-            chosen.append(
+            picked.append(
                 Attributed(Sentence(shown, (c.n,), True, 1.0), (Backing(c.n, Span(span.text, span.start, span.end)),))
             )
-        return compose(question, chosen, [a.sentence for a in chosen], hits, "extractive")
+        return compose(question, picked, [a.sentence for a in picked], hits, "extractive")
+
+
+def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
+    """Documents a second witness may come from, each with the name it is wanted for: those of the
+    question's other names, and those a hop found for a bridge name (doc id -> name)."""
+    from kb.answer.entities import Entity, mentions
+
+    hits = evidence.hits
+    first = hits[best.n - 1]
+    out: dict[int, str] = {}
+    for e in evidence.names:
+        if mentions(e, context_of(first)):
+            continue
+        for h in hits:
+            if h.chunk.doc_id != first.chunk.doc_id and mentions(e, context_of(h)):
+                out.setdefault(h.chunk.doc_id, e.text)
+                break
+    for name in evidence.hops:
+        entity = Entity(name, "name")
+        for h in hits:
+            if h.chunk.doc_id != first.chunk.doc_id and mentions(entity, h.chunk.title + " " + h.chunk.path):
+                out.setdefault(h.chunk.doc_id, name)
+                break
+    return out
 
 
 def _plain(search: Callable[[str, int], list[Hit]], question: str, answerer: Answerer) -> Evidence:

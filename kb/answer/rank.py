@@ -217,6 +217,29 @@ def supporting_sentences(
     return chosen
 
 
+def second_witness(
+    ranked: list[Candidate], hits: list[Hit], chosen: list[Candidate], wanted: dict[int, str]
+) -> list[Candidate]:
+    """For a question that needs two documents (a second name, a bridge), the best-ranked sentence of
+    each other document in `wanted` (doc id -> the name it was wanted for) that states that name.
+
+    "Who is older, X or Y?" is answered by one sentence about X and one about Y; "the population of
+    the city where X lies" by X's passage and the city's. The first document's sentences alone
+    cite one of the two."""
+    have = {hits[c.n - 1].chunk.doc_id for c in chosen}
+    out = []
+    for doc, name in wanted.items():
+        if doc in have:
+            continue
+        low = name.lower()
+        for c in ranked:
+            if hits[c.n - 1].chunk.doc_id == doc and low in (c.reading or c.span.text).lower():
+                out.append(c)
+                have.add(doc)
+                break
+    return out
+
+
 def _same_sentence(a: str, b: str) -> bool:
     """Whether one sentence repeats the other's words: overlapping chunks repeat their edges,
     whole or cut off ("Up to 5 days of unused leave" at the end of one chunk)."""
