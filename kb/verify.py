@@ -93,6 +93,8 @@ def unbacked_numbers(claim: str, passage: str) -> set[str]:
     return missing
 
 
+ECHO_WEIGHT = 0.5  # weight of a claim's word that repeats the question (see joint_support)
+
 # Words that compare or conclude: an answer that rests on two passages ("X is older than Y",
 # "Yes, both are American") takes them from neither; they are not asked of the passages.
 RELATION_WORDS = frozenset(
@@ -105,7 +107,13 @@ RELATION_WORDS = frozenset(
 )
 
 
-def support(claim: str, passage: str, excuse: frozenset[str] = frozenset(), check_numbers: bool = True) -> float:
+def support(
+    claim: str,
+    passage: str,
+    excuse: frozenset[str] = frozenset(),
+    check_numbers: bool = True,
+    echoed: frozenset[str] = frozenset(),
+) -> float:
     """How well a passage backs a claim, 0-1: share of the claim's content words it contains
     (words in `excuse` are not asked of it).
 
@@ -113,15 +121,21 @@ def support(claim: str, passage: str, excuse: frozenset[str] = frozenset(), chec
     most harmful kind of hallucination. A number word of the claim ("six") counts as present when
     the passage writes it in digits.
     """
-    return joint_support(claim, [passage], excuse, check_numbers)
+    return joint_support(claim, [passage], excuse, check_numbers, echoed)
 
 
 def joint_support(
-    claim: str, passages: list[str], excuse: frozenset[str] = frozenset(), check_numbers: bool = True
+    claim: str,
+    passages: list[str],
+    excuse: frozenset[str] = frozenset(),
+    check_numbers: bool = True,
+    echoed: frozenset[str] = frozenset(),
 ) -> float:
     """How well passages together back a claim: `support` over their union (a claim of two
     passages, each holding its part). Without `check_numbers`, only words count (to rank the
-    passages that may back part of a claim)."""
+    passages that may back part of a claim). Words in `echoed` (the question's own, which an
+    answer repeats: "vacation days" asked, "annual leave" written) count half: what the claim adds
+    to the question is what must be backed."""
     joined = "\n".join(passages)
     if check_numbers and unbacked_numbers(claim, joined):
         return 0.0
@@ -132,8 +146,9 @@ def joint_support(
         return 0.0
     have = content_terms(joined)
     spelled = number_words(joined) | numbers(joined)
-    hit = sum(1 for t in terms if t in have or t in spelled or (number_words(t) and number_words(t) <= spelled))
-    return hit / len(terms)
+    weight = {t: ECHO_WEIGHT if t in echoed else 1.0 for t in terms}
+    hit = sum(weight[t] for t in terms if t in have or t in spelled or (number_words(t) and number_words(t) <= spelled))
+    return hit / sum(weight.values())
 
 
 _ASKS = re.compile(r"(?i)(who|what|when|where|which|why|how|is|are|do|does|did|can|could|will|would|should|has|have)\b")

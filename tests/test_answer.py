@@ -487,3 +487,14 @@ def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_emb
     cited = {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources}
     assert cited == {"Ferdi_Taygan.md", "Mahesh_Bhupathi.md"}
     assert "1956" in ans.text and "1974" in ans.text
+
+
+def test_the_words_an_answer_repeats_from_the_question_weigh_half():
+    from kb.answer.attribute import check_answer
+
+    hits = [_hit(1, 1, "Carry-over. Up to 5 days of unused leave may be carried over into the following year.")]
+    question = "How many unused vacation days can I take with me into the next year?"
+    checked = check_answer("You can take up to 5 unused vacation days into the next year.", hits, question)
+    assert checked[0].sentence.supported  # "vacation", "take", "next" are the question's words
+    wrong = check_answer("You can take up to 7 unused vacation days into the next year.", hits, question)
+    assert not wrong[0].sentence.supported and wrong[0].reason == "a number it states is in no passage"

@@ -20,7 +20,15 @@ from kb.answer.types import Candidate, Sentence
 from kb.guard import mask
 from kb.retrieval import Hit
 from kb.text import Span, content_terms, numbers, split_sentences
-from kb.verify import RELATION_WORDS, is_question, joint_support, parse_citations, support, windows
+from kb.verify import (
+    RELATION_WORDS,
+    is_question,
+    joint_support,
+    parse_citations,
+    support,
+    unbacked_numbers,
+    windows,
+)
 
 SUPPORT_THRESHOLD = 0.6  # share of a sentence's content words its backing must contain
 JOINT_THRESHOLD = 0.75  # the same, for a claim backed by two passages together
@@ -94,7 +102,7 @@ def _names_backed(names: list[Entity], text: str) -> bool:
 
 
 def _runs(
-    claim: str, passage: str, context: str, names: list[Entity], check_numbers: bool
+    claim: str, passage: str, context: str, names: list[Entity], check_numbers: bool, echoed: frozenset[str]
 ) -> tuple[float, Span | None]:
     """The run of the passage (at most two sentences, or a table row read under its headers) that
     backs the claim best and names every name it states."""
@@ -108,14 +116,18 @@ def _runs(
             row = passage[start : len(passage) if end < 0 else end].rstrip()
             candidates.append((Span(row, start, start + len(row)), " | ".join(header) + "\n" + row))
     for span, text in candidates:
-        score = support(claim, text, RELATION_WORDS, check_numbers)
+        score = support(claim, text, RELATION_WORDS, check_numbers, echoed)
         if score > best[0] and _names_backed(names, text + "\n" + context):
             best = (score, span)
     return best
 
 
 def attribute(
-    text: str, passages: list[str], hints: list[int] | None = None, contexts: list[str] | None = None
+    text: str,
+    passages: list[str],
+    hints: list[int] | None = None,
+    contexts: list[str] | None = None,
+    question: str = "",
 ) -> tuple[float, tuple[Backing, ...]]:
     """The best backing for one claim among the passages (1-based numbers), with its support.
 
@@ -124,18 +136,19 @@ def attribute(
     the best run of one and the run of the other that adds most of what it lacks; both must add a
     word, and together they must hold `JOINT_THRESHOLD` of the claim's words (words that compare
     or conclude excused) and every number. Every name the claim states must be in its backing
-    (`contexts`: each passage's title, file name and headings count too). `hints` (the `[n]` the
-    model wrote) win ties.
+    (`contexts`: each passage's title, file name and headings count too). Words the claim repeats
+    from the `question` count half. `hints` (the `[n]` the model wrote) win ties.
     """
+    echoed = frozenset(content_terms(question))
     claim = _YES_NO.sub("", text).strip() or text
     contexts = contexts or [""] * len(passages)
     names = [e for e in extract_entities(claim) if e.kind != "quoted"]
     singles: list[tuple[float, float, int, Span]] = []  # (support, words-only support, n, run)
     for n, (passage, context) in enumerate(zip(passages, contexts, strict=True), start=1):
-        words_score, run = _runs(claim, passage, context, [], check_numbers=False)
+        words_score, run = _runs(claim, passage, context, [], False, echoed)
         if run is None or words_score <= 0:
             continue
-        score, full_run = _runs(claim, passage, context, names, check_numbers=True)
+        score, full_run = _runs(claim, passage, context, names, True, echoed)
         bonus = 1e-6 if hints and n in hints else 0.0
         singles.append((score + bonus, words_score + bonus, n, full_run or run))
     singles.sort(key=lambda t: -t[0])
@@ -161,7 +174,7 @@ def attribute(
         both = "\n".join([w1.text, w2.text, contexts[n1 - 1], contexts[n2 - 1]])
         if not _names_backed(names, both):
             continue
-        joint = joint_support(claim, [w1.text, w2.text], RELATION_WORDS)
+        joint = joint_support(claim, [w1.text, w2.text], RELATION_WORDS, echoed=echoed)
         if joint > best[0] and joint >= JOINT_THRESHOLD:
             best = (joint, (Backing(n1, w1), Backing(n2, w2)))
     return best
@@ -189,12 +202,14 @@ def check_answer(raw: str, hits: list[Hit], question: str = "") -> list[Attribut
         text = _FILLER.sub("", text).strip()
         if not text or not content_terms(text):
             continue
-        score, backing = attribute(text, passages, hints, contexts)
+        score, backing = attribute(text, passages, hints, contexts, question)
         cites = tuple(b.n for b in backing)
         reason = ""
         if not backing or score < SUPPORT_THRESHOLD:
             reason = "no passage holds it" if score < 0.3 else "the passages hold only part of it"
-            if numbers(text) and not backing:
+            if any(unbacked_numbers(text, p) for p in passages) and not any(
+                not unbacked_numbers(text, p) for p in passages
+            ):
                 reason = "a number it states is in no passage"
         elif not says_something(text, question):
             reason = "it only restates the question"

@@ -24,7 +24,7 @@ SENTENCE_WEIGHT, COVERAGE_WEIGHT, MARGIN_WEIGHT = 0.6, 0.2, 0.1
 
 MARGIN_POOL = 10  # passages retrieved to judge the document margin (answers use the top_k best)
 PARTIAL_BAND = 0.1  # how far below min_answerability an answer is still given, saying it is partial
-ANCHOR_WEIGHT = 0.0  # weight of the specificity of a question name that anchors the evidence
+ANCHOR_WEIGHT = 0.2  # weight of the specificity of a question name that anchors the evidence
 
 
 def question_coverage(question: str, hits: list[Hit], store: Store, n: int, top: int = 3) -> float:
@@ -79,23 +79,36 @@ class Verdict:
     signals: dict
 
 
-def anchoring(evidence: Evidence, ranked: list[Candidate], store: Store, top: int = 3) -> tuple[list[Entity], float]:
+def anchoring(
+    evidence: Evidence, ranked: list[Candidate], store: Store, top: int = 3
+) -> tuple[list[Entity], float, bool]:
     """The question's names that a passage holding one of the `top` best sentences mentions (in its
-    text, headings, title or file name), and how specific the most specific of them is: 1 for a
-    name only one document mentions, falling towards 0 for one that every document does.
+    text, headings, title or file name); how strongly the best of them anchors the evidence; and
+    whether one names the document itself (its title, file name or headings).
 
     A question that names what a document is about ("Does Adobe have an improving operating
-    margin?") is covered by it even when no sentence restates the question; a name mentioned in
-    passing elsewhere (a board member's other company) is not an anchor, because the passages
-    the answer would rest on do not mention it."""
+    margin?") is covered by it even when no sentence restates the question. The anchor counts by
+    how specific the name is (1 for a name only one document mentions, falling towards 0 for one
+    every document does), in full when the name is the document's subject (title, file name,
+    headings) and by half when the passage only mentions it: a name mentioned in passing (a board
+    member's other company) says little about what the document covers."""
     passages = [evidence.hits[n - 1] for n in dict.fromkeys(c.n for c in ranked[:top])]
     anchored = [e for e in evidence.names if any(mentions(e, context_of(h)) for h in passages)]
     total = max(1, store.document_count())
-    best = 0.0
+    best, subject = 0.0, False
     for e in anchored:
         docs = max(1, store.phrase_documents(e.text, prefix=True))
-        best = max(best, 1.0 - math.log(docs) / math.log(total + 1))
-    return anchored, best
+        specific = 1.0 - math.log(docs) / math.log(total + 1)
+        titled = any(mentions(e, _subject_of(h)) for h in passages)
+        subject = subject or titled
+        best = max(best, specific * (1.0 if titled else 0.5))
+    return anchored, best, subject
+
+
+def _subject_of(hit: Hit) -> str:
+    """What a passage's document and section are called: title, file name, headings."""
+    c = hit.chunk
+    return "\n".join([c.title, c.path.rsplit("/", 1)[-1], " ".join(c.heading_path)])
 
 
 def judge(
@@ -111,16 +124,17 @@ def judge(
 
     Two cases are told apart. The documents do not cover what the question is about when a
     name it asks about ("General Mills", "JPM") is mentioned nowhere in the knowledge base and no
-    other name of the question anchors the evidence: kb refuses and says which. Otherwise the
+    name of the question anchors the evidence: kb refuses and says which. Otherwise the
     answerability score decides, where a specific name of the question that the best evidence
     mentions counts for the question being covered (`anchoring`): at `min_answerability` or above
-    kb answers; a little below (within `partial_band`), when a name anchors the evidence, it
-    answers and says the documents only partly answer; below that it refuses.
+    kb answers; a little below (within `partial_band`), when the best evidence's document is about
+    a name of the question, it answers and says the documents only partly answer; below that it
+    refuses.
     """
     best = ranked[0]
     coverage = question_coverage(question, evidence.hits, store, n)
     margin = document_margin(evidence.pool)
-    anchored, specificity = anchoring(evidence, ranked, store)
+    anchored, specificity, subject = anchoring(evidence, ranked, store)
     score = answerability(best, coverage, margin) + ANCHOR_WEIGHT * specificity
     absent = [e.text for e in evidence.names if e not in anchored and store.phrase_documents(e.text, prefix=True) == 0]
     signals = {
@@ -137,12 +151,12 @@ def judge(
         f"best sentence {best.score:.2f}, question coverage {coverage:.2f}, document margin {margin:.2f}, "
         f"name specificity {specificity:.2f}"
     )
-    if absent and not any(e.kind != "acronym" for e in anchored):
+    if absent and not anchored:
         what = " and ".join(f'"{a}"' for a in absent)
         return Verdict(False, False, score, f"the documents never mention {what}", signals)
     if score >= min_answerability:
         return Verdict(True, False, score, "", signals)
-    if anchored and score >= min_answerability - partial_band:
+    if subject and score >= min_answerability - partial_band:
         why = f"the evidence is weak (answerability {score:.2f} < {min_answerability:.2f}: {parts})"
         return Verdict(True, True, score, why, signals)
     why = (

@@ -4,7 +4,8 @@ verify, compose; or refuse."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 from kb.answer.attribute import Attributed, Backing, check_answer, rests_on_top_sentence
 from kb.answer.compose import compose, refusal
@@ -117,14 +118,17 @@ class Answerer:
         extractive: bool = False,
         on_token: Callable[[str], None] | None = None,
         on_sentence: Callable[[Sentence], None] | None = None,
+        allow: Collection[int] | None = None,
     ) -> Answer:
         """Answer a question with cited sources, or refuse.
 
         `on_token` receives the model's text as it is generated; `on_sentence` receives each
-        sentence of the answer once it is verified (and only those that the answer keeps).
+        sentence of the answer once it is verified (and only those that the answer keeps); `allow`
+        is the document ids the caller may see (None: all), applied to every search, hops included.
         """
         t0 = time.perf_counter()
-        search = lambda q, k: self.retriever.search(q, k, self.mode)
+        only: dict[str, Any] = {} if allow is None else {"allow": allow}
+        search = lambda q, k: self.retriever.search(q, k, self.mode, **only)
         evidence = gather(search, question, self.top_k, MARGIN_POOL) if self.hops else _plain(search, question, self)
         answer = self._answer(question, evidence, search, t0, extractive, on_token, on_sentence)
         answer.retrieved = [h.chunk.id for h in evidence.hits]
