@@ -130,8 +130,8 @@ def mentions(entity: Entity, text: str) -> bool:
     """Whether a text names the entity: the phrase itself (any case, a possessive 's allowed), or
     for an acronym, capitalised words whose initials spell it ("JnJ": "Johnson & Johnson",
     "JOHNSON_JOHNSON")."""
-    text = normalize(text)
-    phrase = re.escape(normalize(entity.text)).replace(r"\ ", r"[\s_-]+")
+    text = normalize(text).replace("_", " ")  # file names: "JOHNSON_JOHNSON_2022_10K.pdf"
+    phrase = re.escape(normalize(entity.text)).replace(r"\ ", r"[\s-]+")
     if re.search(rf"(?<![\w]){phrase}(?![\w])", text, re.IGNORECASE):
         return True
     if entity.kind != "acronym":
@@ -139,16 +139,16 @@ def mentions(entity: Entity, text: str) -> bool:
     target = "".join(ch for ch in entity.text if ch.isupper()).lower()
     if len(target) < 2:
         return False
-    words = [w for w in re.split(r"[^\w]+|_", text) if w]
+    words = [w for w in re.split(r"[^\w]+", text) if w]
     caps = [w for w in words if w[:1].isupper()]
     for i in range(len(caps)):
         for j in range(i + 2, min(i + len(target), len(caps)) + 1):
             # The capitalised words must be adjacent in the text, not scattered over a page.
-            joined = r"[\s&_-]+(?:and[\s_]+)?".join(map(re.escape, caps[i:j]))
+            joined = r"[\s&-]+(?:and\s+)?".join(map(re.escape, caps[i:j]))
             if _initials(caps[i:j]) == target and re.search(joined, text):
                 return True
     # Or a capitalised word that the acronym begins ("JPM": "JPMorgan").
-    return bool(re.search(rf"(?<![\w]){re.escape(entity.text)}[a-z]", text))
+    return bool(re.search(rf"(?<![\w]){re.escape(entity.text)}[A-Za-z]", text))
 
 
 def bridge_entities(text: str, question: str, most: int = 2) -> list[str]:
