@@ -133,7 +133,10 @@ class Settings:
     min_answerability: float = _doc(
         "`kb ask` refuses below this answerability: 0.6 x best sentence score (cosine + IDF-weighted shared words) "
         "+ 0.2 x question-word coverage of a top passage + 0.1 x the best document's margin over the "
-        "next one. Raise it to refuse more readily, lower it to answer more (the README has the trade-off).",
+        "next one + 0.2 x how specific a name of the question is that the best evidence mentions. Up to 0.1 "
+        "below it, kb still answers when the evidence's document is about a name of the question, and says the "
+        "documents only partly answer. Raise it to refuse more readily, lower it to answer more "
+        "(docs/answers.md has the trade-off).",
         default=0.56,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)

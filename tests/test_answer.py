@@ -10,7 +10,7 @@ import pytest
 
 from kb.answer import Answerer, Candidate, Sentence, verify_answer
 from kb.answer.attribute import Attributed, Backing, rests_on_top_sentence
-from kb.answer.gate import answerability, document_margin
+from kb.answer.gate import ABSENT_WORD_WEIGHT, answerability, document_margin, question_coverage
 from kb.answer.generate import build_messages, format_source, pack_evidence
 from kb.answer.rank import rank_sentences, rerank_by_likelihood, supporting_sentences
 from kb.guard import PLACEHOLDER, injection_spans
@@ -207,6 +207,31 @@ def test_document_margin_measures_how_far_the_best_document_stands_out():
     assert document_margin([]) == 0.0
     best = _cand(1, 0.7)
     assert answerability(best, 0.5, document_margin(clear)) > answerability(best, 0.5, document_margin(rival))
+
+
+class _WordStore:
+    """term_matches over a few passages: (passages holding the word, those of `ids` that do)."""
+
+    def __init__(self, passages: dict[int, str]) -> None:
+        self.passages = passages
+
+    def term_matches(self, word: str, ids: list[int]) -> tuple[int, set[int]]:
+        holding = {cid for cid, text in self.passages.items() if word.lower() in text.lower().split()}
+        return len(holding), holding & set(ids)
+
+
+def test_a_question_word_no_passage_holds_counts_a_quarter_against_coverage():
+    passages = {1: "full-time employees get 30 days of annual leave per year", 2: "the canteen opens at noon"}
+    store = _WordStore(passages)
+    hits = [_hit(1, 10, passages[1])]
+    # "vacation" is nowhere in the knowledge base: the embedder, not word overlap, judges it.
+    paraphrase = question_coverage("How many vacation days per year?", hits, store, 2)  # type: ignore[arg-type]
+    # "canteen" is in the knowledge base but not in the passage: it counts fully against.
+    elsewhere = question_coverage("How many canteen days per year?", hits, store, 2)  # type: ignore[arg-type]
+    assert elsewhere < paraphrase < 1.0
+    # days, per and year weigh log(3/1.5) each; vacation (found nowhere) a quarter of log(3/0.5).
+    held = 3 * np.log(3 / 1.5)
+    assert abs(paraphrase - held / (held + ABSENT_WORD_WEIGHT * np.log(3 / 0.5))) < 1e-9
 
 
 def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
@@ -472,7 +497,8 @@ def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_emb
     folder = tmp_path / "people"
     folder.mkdir()
     (folder / "Ferdi_Taygan.md").write_text(
-        "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis player from the United States."
+        "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis player "
+        "from the United States."
     )
     (folder / "Mahesh_Bhupathi.md").write_text(
         "# Mahesh Bhupathi\n\nMahesh Bhupathi (born 7 June 1974) is a retired Indian professional tennis player."

@@ -19,7 +19,7 @@ def test_key_facts_take_one_wording_or_several(tmp_path):
     path.write_text('{"file": "dir/policy.docx", "facts": ["14 characters", ["1 hour", "one hour"]]}\n\n')
     assert load_key_facts(path) == [KeyFacts("policy.docx", (("14 characters",), ("1 hour", "one hour")))]
     path.write_text('{"file": "x"}\n')
-    with pytest.raises(InputError, match="facts.jsonl:1"):
+    with pytest.raises(InputError, match=r"facts\.jsonl:1"):
         load_key_facts(path)
 
 

@@ -24,6 +24,7 @@ SENTENCE_WEIGHT, COVERAGE_WEIGHT, MARGIN_WEIGHT = 0.6, 0.2, 0.1
 
 MARGIN_POOL = 10  # passages retrieved to judge the document margin (answers use the top_k best)
 PARTIAL_BAND = 0.1  # how far below min_answerability an answer is still given, saying it is partial
+ABSENT_WORD_WEIGHT = 0.25  # share of its IDF a question word no passage holds counts against coverage
 ANCHOR_WEIGHT = 0.2  # weight of the specificity of a question name that anchors the evidence
 
 
@@ -31,9 +32,12 @@ def question_coverage(question: str, hits: list[Hit], store: Store, n: int, top:
     """How much of the question's meaning-bearing words one of the best passages contains, 0-1.
 
     Words are weighted by their rarity among the knowledge base's `n` passages (`idf`), so the
-    specific terms of a question count most; a word found nowhere counts fully against coverage.
-    This catches questions about something the documents never mention even when a passage is
-    on a related topic and close in embedding space.
+    specific terms of a question count most. This catches questions about something the
+    documents never mention even when a passage is on a related topic and close in embedding
+    space. A word found nowhere in the knowledge base weighs only `ABSENT_WORD_WEIGHT` of its
+    IDF: no passage can match it word for word, so whether the documents say it in other words
+    ("vacation days" for "annual leave") is left to the sentence similarity, and a name the
+    documents never mention is caught by `judge`.
     """
     terms = list(dict.fromkeys(w.lower() for w in _WORDS.findall(question) if w.lower() not in STOPWORDS))
     if not terms or not hits:
@@ -42,7 +46,7 @@ def question_coverage(question: str, hits: list[Hit], store: Store, n: int, top:
     weights, present = {}, {}
     for t in terms:
         df, found = store.term_matches(t, ids)
-        weights[t] = idf(df, n)
+        weights[t] = idf(df, n) * (ABSENT_WORD_WEIGHT if df == 0 else 1.0)
         present[t] = found
     total = sum(weights.values()) or 1.0
     return max(sum(weights[t] for t in terms if cid in present[t]) / total for cid in ids)
