@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.discover import discover, unreadable_folder
+from ingest.discover import IGNORE_FILE, discover, read_ignore, unreadable_folder
 from ingest.formats import SUPPORTED
 from kb.config import Settings
 from kb.errors import InputError
 from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
 from kb.knowledge import KnowledgeBase
-from kb.store import DocumentRow
+from kb.store import DocumentRow, UnreadFile
 
 STATUSES = ("added", "updated", "moved", "unchanged", "removed", "skipped", "failed")
 
@@ -42,6 +42,7 @@ class FileResult:
     # What the parser reported beside the text: parts not read (an attachment, an archive
     # member) and rows indexed per sheet (ParsedDocument.warnings).
     notes: tuple[str, ...] = ()
+    known: bool = False  # a failure seen before on this same, unchanged file: not tried again
 
 
 @dataclass
@@ -60,6 +61,11 @@ class IngestReport:
     def failed(self) -> list[FileResult]:
         """Files that could not be ingested."""
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def new_failures(self) -> list[FileResult]:
+        """Failures not seen before on the same, unchanged file."""
+        return [r for r in self.failed if not r.known]
 
     def summary(self) -> dict[str, int]:
         """Counts per status."""
@@ -85,6 +91,13 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
     return f"{context}\n{text}" if context else text
 
 
+def require_paths(paths: Sequence[Path]) -> None:
+    """Raise InputError naming the first path that does not exist (before anything is created)."""
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+
+
 def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult]]:
     """(files to consider, folders whose vanished documents should be removed, a failure for
     each folder below them that could not be listed)."""
@@ -95,9 +108,8 @@ def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult
     def cannot_list(folder: Path, exc: OSError) -> None:
         unreadable.append(FileResult(str(folder), "failed", unreadable_folder(exc)))
 
+    require_paths(paths)
     for p in paths:
-        if not p.exists():
-            raise InputError(f"{p}: no such file or folder")
         p = p.resolve()
         if p.is_dir():
             folders.append(p)
@@ -139,12 +151,18 @@ def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
 
 
 def _classify(
-    settings: Settings, stored: Mapping[str, DocumentRow], files: list[Path], vanished: dict[str, DocumentRow]
+    settings: Settings,
+    stored: Mapping[str, DocumentRow],
+    files: list[Path],
+    vanished: dict[str, DocumentRow],
+    known: Mapping[str, UnreadFile] | None = None,
 ) -> Iterator[FileResult | _Parse | tuple[str, str, os.stat_result, FileResult]]:
     """Decide what each file needs: a final result, a ("touch"|"move", old path, stat, result), or a parse.
 
-    Pops moved documents from `vanished`; what is left there afterwards is to be removed.
+    Pops moved documents from `vanished`; what is left there afterwards is to be removed. A file
+    in `known` that failed before and is unchanged since is reported as that failure, not tried again.
     """
+    known = known or {}
     vanished_by_hash: dict[str, list[str]] = {}
     for p, d in sorted(vanished.items()):
         vanished_by_hash.setdefault(d.sha256, []).append(p)
@@ -155,6 +173,10 @@ def _classify(
             st = path.stat()
         except OSError as exc:
             yield FileResult(key, "failed", f"cannot read ({exc.strerror})")
+            continue
+        seen = known.get(key)
+        if seen and seen.status == "failed" and seen.same_file(st.st_size, st.st_mtime, st.st_ctime_ns, st.st_ino):
+            yield FileResult(key, "failed", seen.reason, known=True)
             continue
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED:
@@ -219,6 +241,7 @@ def ingest(
     dry_run: bool = False,
     isolate: bool = True,
     engine: Engine | None = None,
+    retry_failed: bool = False,
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
 
@@ -226,10 +249,13 @@ def ingest(
     Ray cluster); None does it in this process. Planning and storing are the same either way.
 
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
-    report says what would happen; parse failures are only found by a real run.
+    report says what would happen; parse failures are only found by a real run. A file that
+    failed before and has not changed since is reported as a known failure without being read
+    again, unless `retry_failed`.
     """
+    known = {} if retry_failed else {u.path: u for u in kb.store.unread()}
     if dry_run:
-        return plan(kb.settings, kb.store.documents(), paths, progress=progress)
+        return plan(kb.settings, kb.store.documents(), paths, progress=progress, known=known)
     started = time.monotonic()
     settings = kb.settings
     # Load (or rebuild) the vector cache before the store changes, so it is updated, not
@@ -254,7 +280,7 @@ def ingest(
     for failure in unreadable:
         emit(failure, count=False)
     todo: list[_Parse] = []
-    for action in _classify(settings, stored, files, vanished):
+    for action in _classify(settings, stored, files, vanished, known):
         if isinstance(action, _Parse):
             todo.append(action)
             continue
@@ -334,23 +360,59 @@ def ingest(
         kb.vectors.remove(kb.store.remove_document(old_path))
         emit(FileResult(old_path, "removed"), count=False)
     kb.save_vectors()
+    _remember_unread(kb, report, files, folders, unreadable)
     report.seconds = time.monotonic() - started
     return report
 
 
+def _remember_unread(
+    kb: KnowledgeBase, report: IngestReport, files: list[Path], folders: list[Path], unreadable: list[FileResult]
+) -> None:
+    """Keep the files that failed or were skipped in the store (`kb status --failed`), with their stat, so
+    an unchanged failure is known next time; forget those indexed now or gone from an ingested folder.
+    Folders that could not be listed are not kept: they are reported again every run."""
+    seen = []
+    forget: set[str] = set()
+    folder_failures = {r.path for r in unreadable}
+    for r in report.results:
+        if r.status in ("failed", "skipped") and r.path not in folder_failures:
+            try:
+                st = os.stat(r.path)
+            except OSError:
+                continue
+            seen.append((r.path, r.status, r.reason, st.st_size, st.st_mtime, st.st_ctime_ns, st.st_ino))
+        elif r.status not in ("failed", "skipped"):
+            forget.add(r.path)
+            if r.moved_from:
+                forget.add(r.moved_from)
+    present = {str(f) for f in files}
+    hidden = [Path(p) for p in folder_failures]
+    for u in kb.store.unread():
+        inside = any(Path(u.path).is_relative_to(folder) for folder in folders)
+        if inside and u.path not in present and not any(Path(u.path).is_relative_to(h) for h in hidden):
+            forget.add(u.path)  # deleted, or now ignored by .kbignore
+    kb.store.update_unread(seen, forget)
+
+
 def plan(
-    settings: Settings, documents: list[DocumentRow], paths: list[Path], *, progress: Progress | None = None
+    settings: Settings,
+    documents: list[DocumentRow],
+    paths: list[Path],
+    *,
+    progress: Progress | None = None,
+    known: Mapping[str, UnreadFile] | None = None,
 ) -> IngestReport:
     """What `ingest` would do, without parsing or writing anything (`kb ingest --dry-run`).
 
-    `documents` are the stored ones (empty for a knowledge base not created yet).
+    `documents` are the stored ones (empty for a knowledge base not created yet); `known`, the
+    files that failed or were skipped before.
     """
     started = time.monotonic()
     files, folders, unreadable = _targets(paths)
     stored = {d.path: d for d in documents}
     vanished = _vanished(stored, files, folders, unreadable)
     report = IngestReport(dry_run=True, results=list(unreadable))
-    for i, action in enumerate(_classify(settings, stored, files, vanished), start=1):
+    for i, action in enumerate(_classify(settings, stored, files, vanished, known), start=1):
         if isinstance(action, _Parse):
             result = FileResult(str(action.path), "updated" if action.is_update else "added")
         elif isinstance(action, tuple):
@@ -425,6 +487,33 @@ def remove(kb: KnowledgeBase, paths: list[Path | str], *, dry_run: bool = False)
         kb.vectors.remove(kb.store.remove_documents(d.path for d in docs))
         kb.save_vectors()
     return out
+
+
+def ignore_paths(paths: Sequence[Path | str]) -> list[tuple[Path, str]]:
+    """Add each existing file or folder to the .kbignore of the folder holding it, so that ingesting
+    that folder leaves it out; returns (.kbignore file, pattern) for each pattern added."""
+    added = []
+    for given in paths:
+        p = Path(given).expanduser().resolve()
+        if not p.exists() or p.parent == p:
+            continue
+        pattern = f"{_glob_escape(p.name)}/" if p.is_dir() else _glob_escape(p.name)
+        if pattern in read_ignore(p.parent):
+            continue
+        target = p.parent / IGNORE_FILE
+        try:
+            text = target.read_text(encoding="utf-8") if target.exists() else ""
+            with target.open("a", encoding="utf-8") as fh:
+                fh.write(("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write ({exc.strerror})") from exc
+        added.append((target, pattern))
+    return added
+
+
+def _glob_escape(name: str) -> str:
+    """A file name as a .kbignore glob that matches only that name."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def _job_maker(kb: KnowledgeBase) -> Callable[[_Parse], ParseJob]:

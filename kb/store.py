@@ -57,6 +57,17 @@ CREATE TABLE IF NOT EXISTS chunks (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    inode INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
 """
 _FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -81,6 +92,26 @@ class DocumentRow:
     ingested_at: float
     ctime_ns: int = 0  # status-change time and inode seen at ingest: any replacement of the file changes them
     inode: int = 0
+
+
+@dataclass(frozen=True)
+class UnreadFile:
+    """A file an ingest met but did not index: one that failed (status "failed": it cannot be
+    read) or one of a type kb does not read ("skipped"), as it was when last seen."""
+
+    path: str
+    status: str
+    reason: str
+    size: int
+    mtime: float
+    ctime_ns: int
+    inode: int
+    first_seen: float
+    last_seen: float
+
+    def same_file(self, size: int, mtime: float, ctime_ns: int, inode: int) -> bool:
+        """Whether a file with this stat is the one seen then, unchanged (any rewrite changes ctime)."""
+        return (self.size, self.mtime, self.ctime_ns, self.inode) == (size, mtime, ctime_ns, inode) and inode != 0
 
 
 @dataclass(frozen=True)
@@ -352,6 +383,37 @@ class Store:
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
         self.db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         return ids
+
+    # --- files that were not indexed ---------------------------------------------------------
+    def unread(self) -> list[UnreadFile]:
+        """Files that failed or were skipped when last seen, by path (failures table)."""
+        rows = self.db.execute(
+            "SELECT path, status, reason, size, mtime, ctime_ns, inode, first_seen, last_seen"
+            " FROM failures ORDER BY path"
+        ).fetchall()
+        return [UnreadFile(*r) for r in rows]
+
+    def unread_counts(self) -> dict[str, int]:
+        """How many files failed, and how many were skipped, when last seen."""
+        rows = dict(self.db.execute("SELECT status, count(*) FROM failures GROUP BY status").fetchall())
+        return {"failed": int(rows.get("failed", 0)), "skipped": int(rows.get("skipped", 0))}
+
+    def update_unread(self, seen: Sequence[tuple[str, str, str, int, float, int, int]], forget: Iterable[str]) -> None:
+        """Record files seen failing or skipped, (path, status, reason, size, mtime, ctime_ns, inode), and
+        forget others (indexed now, or gone), in one transaction. The chunk set is not touched."""
+        now = time.time()
+        with self._transaction():
+            self.db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in forget])
+            for path, status, reason, size, mtime, ctime_ns, inode in seen:
+                self.db.execute(
+                    "INSERT INTO failures(path, status, reason, size, mtime, ctime_ns, inode, first_seen, last_seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET status = excluded.status,"
+                    " reason = excluded.reason, size = excluded.size, mtime = excluded.mtime,"
+                    " ctime_ns = excluded.ctime_ns, inode = excluded.inode, last_seen = excluded.last_seen,"
+                    " first_seen = CASE WHEN failures.reason = excluded.reason THEN failures.first_seen"
+                    " ELSE excluded.first_seen END",
+                    (path, status, reason, size, mtime, ctime_ns, inode, now, now),
+                )
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
