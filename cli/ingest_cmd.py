@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    JsonOpt,
+    KbOpt,
+    ThreadsOpt,
+    display_path,
+    plural,
+    prepare_embedder,
+    print_json,
+    settings,
+)
 from cli.progress import Bar, ingest_progress
 
 EXIT_SOME_FAILED = 2
@@ -38,6 +49,17 @@ def ingest(
     password: Annotated[str | None, typer.Option(help="Password for encrypted PDFs.")] = None,
     threads: ThreadsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 2 for any failed file, also those known from earlier runs.")
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Read again the files that failed before and have not changed (e.g. after --password or a higher "
+            "parse_timeout).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
     engine: Annotated[
@@ -80,10 +102,16 @@ def ingest(
     memory limits, chunk and embed them; this process plans, stores and reports as usual, and
     the knowledge base is the same as a local run's.
 
-    Exit status: 0 if every file was ingested or skipped, 2 if some failed, 1 on a usage error.
+    A file that failed before and has not changed since is reported as a known failure without
+    being read again (--retry-failed reads it anyway); `kb status --failed` lists them. Files and
+    folders named in a .kbignore file (one glob per line) are left out.
+
+    Exit status: 0 if every file was ingested, skipped or failed as before; 2 if a file failed
+    that had not failed before (with --strict: if any failed); 1 on a usage error; 130 when
+    interrupted (every file finished before is kept).
     """
     from kb.indexer import ingest as run_ingest
-    from kb.indexer import plan
+    from kb.indexer import plan, require_paths
     from kb.knowledge import KnowledgeBase, kb_exists
 
     ray_engine = _engine(engine, ray_address, ray_workers) if not dry_run else None
@@ -97,17 +125,40 @@ def ingest(
         pdf_password=password,
         threads=threads,
     )
-    with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
-        progress = ingest_progress(bar)
+    require_paths(paths)  # before a knowledge base is created: a failed command creates nothing
+    stored = {"done": 0, "total": 0}
 
+    def count_stored(done: int, total: int, result) -> None:
+        stored["total"] = total
+        if result is not None and result.status in ("added", "updated", "moved", "unchanged"):
+            stored["done"] += 1
+
+    try:
         if dry_run and not kb_exists(s.home):
-            report = plan(s, [], paths, progress=progress)
+            with Bar("checking", enabled=not quiet and not json_out) as bar:
+                report = plan(s, [], paths, progress=ingest_progress(bar))
             counts = {"documents": 0, "chunks": 0, "keyword_entries": 0}
         else:
             # A dry run only reads, so it needs no lock and runs beside a writer.
             with KnowledgeBase(s, write=not dry_run) as base:
-                report = run_ingest(base, paths, progress=progress, dry_run=dry_run, engine=ray_engine)
+                if not dry_run and ray_engine is None:  # with Ray, the workers embed
+                    prepare_embedder(base.embedder, quiet=quiet or json_out)
+                with Bar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
+                    report = run_ingest(
+                        base,
+                        paths,
+                        progress=ingest_progress(bar, also=count_stored),
+                        dry_run=dry_run,
+                        engine=ray_engine,
+                        retry_failed=retry_failed,
+                    )
                 counts = base.store.counts()
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: {stored['done']} of {plural(stored['total'], 'file')} stored; run again to finish",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     if json_out:
         print_json(
             {
@@ -124,6 +175,7 @@ def ingest(
                         "chunks": r.chunks,
                         "moved_from": r.moved_from,
                         "notes": list(r.notes),
+                        "known": r.known,
                     }
                     for r in report.results
                 ],
@@ -145,17 +197,27 @@ def ingest(
         sm = report.summary()
         always = ("added", "updated", "unchanged", "removed", "failed")
         parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in always)
+        known = len(report.failed) - len(report.new_failures)
+        if known:
+            parts += f" ({known} known from earlier runs)"
+        head = f"{'Dry run: ' if dry_run else ''}{plural(len(report.results), 'file')}"
         typer.echo(
-            f"{'Dry run: ' if dry_run else ''}{len(report.results)} files: {parts} in {report.seconds:.1f} s. "
-            f"Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
+            f"{head}: {parts} in {report.seconds:.1f} s. "
+            f"Knowledge base {s.home}: {plural(counts['documents'], 'document')}, {plural(counts['chunks'], 'chunk')}.",
             err=True,
         )
         for r in report.results:
             if r.status == "moved" and not dry_run and not quiet:
                 typer.echo(f"moved: {display_path(r.moved_from or '')} -> {display_path(r.path)}", err=True)
-        for r in report.failed:
+        for r in report.new_failures:
             typer.echo(f"failed: {display_path(r.path)}: {r.reason}", err=True)
-    if report.failed:
+        if known:
+            typer.echo(
+                f"{plural(known, 'file')} failed as before and {'was' if known == 1 else 'were'} not read again "
+                "(`kb status --failed` lists failures; --retry-failed reads them again)",
+                err=True,
+            )
+    if report.new_failures or (strict and report.failed):
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
