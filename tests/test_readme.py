@@ -92,7 +92,7 @@ def test_runnable_blocks_run_as_written_on_the_samples(tmp_path):
     for block in runnable_blocks(README.read_text(encoding="utf-8")):
         script = block if activate.is_file() else block.replace(". .venv/bin/activate", "true")
         r = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+            ["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=3600
         )
         assert r.returncode == 0, f"{block}\nexit {r.returncode}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
         assert "Traceback" not in r.stderr and "error:" not in r.stderr, r.stderr[-3000:]
