@@ -344,3 +344,41 @@ def test_with_json_an_error_is_json_on_stdout_too(env, tmp_path):
 def test_version(env):
     r = run_kb(env, "--version")
     assert r.returncode == 0 and r.stdout.startswith("kb ")
+
+
+def test_a_spinner_says_what_ask_is_doing_on_a_terminal(tmp_path, docs):
+    import os
+    import pty
+    import subprocess
+    import threading
+
+    from tests.kbproc import kb_cmd
+
+    env = kb_env(tmp_path)
+    assert run_kb(env, "ingest", docs).returncode == 0
+    slow = {**env, "KB_EMBED_MODEL": "fake:delay=0.05", "TERM": "xterm", "COLUMNS": "80"}  # a few seconds of embedding
+    leader, follower = pty.openpty()
+    seen = bytearray()
+
+    def drain() -> None:  # read the terminal while kb writes to it, so that it never blocks
+        with contextlib.suppress(OSError):  # EIO once the last writer has closed it
+            while chunk := os.read(leader, 65536):
+                seen.extend(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    try:
+        proc = subprocess.run(
+            kb_cmd("ask", "annual leave days", "--extractive"),
+            env=slow,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(follower)
+        reader.join(timeout=10)
+        os.close(leader)
+    assert proc.returncode == 0 and "Sources:" in proc.stdout
+    assert "searching" in seen.decode(errors="replace"), bytes(seen[-500:])
