@@ -43,7 +43,8 @@ if __name__ == "__main__":
     # `ingest` package, and the modules import each other as `bench.<name>`.
     sys.path[0] = str(REPO)
 
-SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "scale")  # first, in order
+# These run first, in this order; any other module of bench/ with a run_section follows.
+SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "scale")
 NOT_SECTIONS = {"__init__", "run", "common"}
 
 
