@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from cli.common import (
     spinner,
     wrap,
 )
+
+if TYPE_CHECKING:
+    from kb.answer import Answer
 
 
 def register(app: typer.Typer) -> None:
@@ -88,7 +91,9 @@ def ask(
         return
     typer.echo(wrap(answer.text))
     if answer.refused:
-        typer.echo("\n" + wrap(_why_refused(answer, s.min_answerability, s.min_relevance)))
+        typer.echo("\n" + wrap(why_refused(answer, s.min_answerability, s.min_relevance)))
+    elif answer.partial:
+        typer.echo("\n" + wrap(answer.note) + "\n" + wrap(why_partial(answer, s.min_answerability)))
     elif answer.note:
         typer.echo("\n" + wrap(f"({answer.note})"))
     if answer.sources:
@@ -110,9 +115,15 @@ def ask(
         err(f"note: {unread}, so their contents cannot be searched: `kb status --failed`")
 
 
-def _why_refused(answer, min_answerability: float, min_relevance: float) -> str:  # answer: kb.answer.Answer
-    """Why kb refused, in plain words, and the setting that decides it."""
+def why_refused(answer: Answer, min_answerability: float, min_relevance: float) -> str:
+    """Why kb refused, in plain words, and the setting that decides it (or that none does)."""
     why = f"Why: {answer.note}." if answer.note else "Why: no passage answers it well enough."
+    signals = answer.signals or {}
+    if signals.get("names_absent") and not signals.get("names_anchored"):
+        return (
+            f"{why} kb refuses a question about a name that no document mentions, whatever min_answerability is; "
+            "check its spelling, or add the documents about it with `kb ingest`."
+        )
     if answer.answerability is not None:
         lower = max(0.0, round(answer.answerability - 0.01, 2))
         return (
@@ -126,3 +137,21 @@ def _why_refused(answer, min_answerability: float, min_relevance: float) -> str:
             "rephrasing the question with the documents' own words may find closer passages."
         )
     return f"{why} Rephrasing the question with the documents' own words may find closer passages."
+
+
+def why_partial(answer: Answer, min_answerability: float) -> str:
+    """What decides between answering in full, in part and refusing, and the setting that tunes it."""
+    from kb.answer.gate import PARTIAL_BAND
+
+    text = (
+        f"kb answers in part when the evidence scores less than {PARTIAL_BAND:g} below min_answerability = "
+        f"{min_answerability:g} and its document is about a name the question asks about."
+    )
+    if answer.answerability is None:
+        return text
+    full = answer.answerability
+    refuse = round(full + PARTIAL_BAND + 0.01, 2)
+    return (
+        f"{text} With `kb ask --min-answerability` (or the setting) at {full:.2f} or below such a question is "
+        f"answered in full; at {refuse:g} or above it is refused."
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import sqlite3
 from pathlib import Path
@@ -70,6 +71,35 @@ def test_a_refusal_says_why_and_names_the_setting_that_tunes_it(cli, docs):
         "ask", "How many days of annual leave do full-time employees get?", "--extractive", "--min-answerability", "0"
     )
     assert answered.exit_code == 0 and "Sources:" in answered.stdout and "Why:" not in answered.stdout
+
+
+def test_a_refusal_for_a_name_no_document_mentions_says_no_threshold_helps(cli, docs, monkeypatch):
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0")  # past the relevance check, to the gate's name check
+    assert cli("ingest", docs).exit_code == 0
+    r = cli("ask", "How many days of leave does Globex give?", "--extractive", "--min-answerability", "0")
+    assert r.exit_code == 0, r.output
+    assert "The documents do not answer this question." in r.stdout
+    text = " ".join(r.stdout.split())
+    assert 'Why: the documents never mention "Globex".' in text
+    assert "whatever min_answerability is" in text and "kb ingest" in text
+
+
+def test_a_partial_answer_says_which_thresholds_answer_it_in_full_or_refuse_it(cli, docs):
+    assert cli("ingest", docs).exit_code == 0
+    question = "What does the IT Security Policy say about visitors?"
+    r = cli("ask", question, "--extractive")
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "The documents only partly answer this question." in text and "Sources:" in text
+    found = re.search(
+        r"at (\d\.\d+) or below such a question is answered in full; at (\d\.\d+) or above it is refused", text
+    )
+    assert found and "`kb ask --min-answerability`" in text, text
+    full, refuse = found.groups()
+    # What the note promises is what those thresholds do.
+    answer = json.loads(cli("ask", question, "--extractive", "--json", "--min-answerability", full).stdout)
+    assert not answer["refused"] and not answer["partial"]
+    assert json.loads(cli("ask", question, "--extractive", "--json", "--min-answerability", refuse).stdout)["refused"]
 
 
 def test_min_answerability_outside_0_to_1_is_refused_naming_it(env, docs):
