@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -149,9 +150,10 @@ def why_partial(answer: Answer, min_answerability: float) -> str:
     )
     if answer.answerability is None:
         return text
-    full = answer.answerability
-    refuse = round(full + PARTIAL_BAND + 0.01, 2)
+    # Thresholds of two decimals: at most the score answers in full, above score + band refuses.
+    full = math.floor(answer.answerability * 100 + 1e-9) / 100
+    refuse = (math.floor((answer.answerability + PARTIAL_BAND) * 100 + 1e-9) + 1) / 100
     return (
         f"{text} With `kb ask --min-answerability` (or the setting) at {full:.2f} or below such a question is "
-        f"answered in full; at {refuse:g} or above it is refused."
+        f"answered in full; at {refuse:.2f} or above it is refused."
     )

@@ -86,8 +86,12 @@ def test_a_refusal_for_a_name_no_document_mentions_says_no_threshold_helps(cli, 
 
 def test_a_partial_answer_says_which_thresholds_answer_it_in_full_or_refuse_it(cli, docs):
     assert cli("ingest", docs).exit_code == 0
-    question = "What does the IT Security Policy say about visitors?"
-    r = cli("ask", question, "--extractive")
+    question = "What does the IT Security Policy say about visitors?"  # names the document's title
+    score = json.loads(cli("ask", question, "--extractive", "--json", "--min-answerability", "0").stdout)[
+        "answerability"
+    ]
+    # A threshold a little above the score: the evidence is weak, but its document is what the question names.
+    r = cli("ask", question, "--extractive", "--min-answerability", f"{min(1.0, score + 0.05):.2f}")
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())
     assert "The documents only partly answer this question." in text and "Sources:" in text
