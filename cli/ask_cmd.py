@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import math
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,10 +15,17 @@ from cli.common import (
     LlmOpt,
     ModeOpt,
     ThreadsOpt,
+    err,
     location,
+    prepare_embedder,
     print_json,
     settings,
+    spinner,
+    wrap,
 )
+
+if TYPE_CHECKING:
+    from kb.answer import Answer
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +39,14 @@ def ask(
         bool, typer.Option("--extractive", help="Answer with the best-supporting sentences, no LLM.")
     ] = False,
     k: Annotated[int | None, typer.Option("-k", "--top", help="Passages retrieved (default 6).")] = None,
+    min_answerability: Annotated[
+        float | None,
+        typer.Option(
+            "--min-answerability",
+            help="Refuse below this answerability, 0-1 (default 0.56, setting min_answerability): lower answers "
+            "more readily, higher refuses more.",
+        ),
+    ] = None,
     mode: ModeOpt = None,
     kb: KbOpt = None,
     config: ConfigOpt = None,
@@ -43,22 +59,44 @@ def ask(
 
     Each sentence of the model's answer is checked against the passage it cites; sentences
     the passages do not back are dropped. When nothing relevant is found, kb says the
-    documents do not answer, and shows the closest passages.
+    documents do not answer, why, and which setting decides it, and shows the closest passages.
     """
     from kb.answer import Answerer
-    from kb.knowledge import KnowledgeBase
+    from kb.errors import InputError
+    from kb.knowledge import KnowledgeBase, unread_summary
 
+    if not question.strip():
+        raise InputError('the question is empty: ask something, e.g. kb ask "How many days of leave do we get?"')
     s = settings(
-        config, home=kb, embed_model=embed_model, llm_model=llm_model, top_k=k, search_mode=mode, threads=threads
+        config,
+        home=kb,
+        embed_model=embed_model,
+        llm_model=llm_model,
+        top_k=k,
+        search_mode=mode,
+        threads=threads,
+        min_answerability=min_answerability,
     )
     with KnowledgeBase(s) as base:
-        answer = Answerer.for_kb(base, extractive=extractive).ask(question, extractive=extractive)
+        base.require_documents()
+        unread = unread_summary(base.store.unread_counts())
+        prepare_embedder(base.embedder, quiet=json_out)
+        with spinner("loading the language model" if not extractive else "searching", enabled=not json_out) as status:
+            answerer = Answerer.for_kb(base, extractive=extractive)
+            status.update("searching and answering")
+            answer = answerer.ask(question, extractive=extractive)
+    for warning in answerer.warnings:  # after the spinner, which would overwrite a line written under it
+        typer.echo(f"kb: {warning}", err=True)
     if json_out:
         print_json(answer.to_json())
         return
-    typer.echo(answer.text)
-    if answer.note and not answer.refused:
-        typer.echo(f"\n({answer.note})")
+    typer.echo(wrap(answer.text))
+    if answer.refused:
+        typer.echo("\n" + wrap(why_refused(answer, s.min_answerability, s.min_relevance)))
+    elif answer.partial:
+        typer.echo("\n" + wrap(answer.note) + "\n" + wrap(why_partial(answer, s.min_answerability)))
+    elif answer.note:
+        typer.echo("\n" + wrap(f"({answer.note})"))
     if answer.sources:
         typer.echo("\nSources:")
         for src in answer.sources:
@@ -66,11 +104,56 @@ def ask(
             # The pages of the quoted sentence, not of the whole passage.
             where = location(c, pages=c.pages_of(src.quote.start, src.quote.end) if src.quote else None)
             quote = " ".join((src.quote.text if src.quote else c.text[:200]).split())
-            typer.echo(f'[{src.n}] {where}\n    "{quote}"')
+            typer.echo(f"[{src.n}] {where}\n" + wrap(f'"{quote}"', "    "))
     if answer.refused and answer.candidates:
         typer.echo("\nClosest passages (not enough to answer):")
         for src in answer.candidates:
             c = src.hit.chunk
-            where = location(c, headings=False)
-            snippet = " ".join(c.text.split())[:160]
-            typer.echo(f"- {where}: {snippet}…")
+            text = " ".join(c.text.split())
+            snippet = text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " …"
+            typer.echo(wrap(f"{location(c, headings=False)}: {snippet}", "  ", first="- "))
+    if unread:
+        err(f"note: {unread}, so their contents cannot be searched: `kb status --failed`")
+
+
+def why_refused(answer: Answer, min_answerability: float, min_relevance: float) -> str:
+    """Why kb refused, in plain words, and the setting that decides it (or that none does)."""
+    why = f"Why: {answer.note}." if answer.note else "Why: no passage answers it well enough."
+    signals = answer.signals or {}
+    if signals.get("names_absent") and not signals.get("names_anchored"):
+        return (
+            f"{why} kb refuses a question about a name that no document mentions, whatever min_answerability is; "
+            "check its spelling, or add the documents about it with `kb ingest`."
+        )
+    if answer.answerability is not None:
+        lower = max(0.0, round(answer.answerability - 0.01, 2))
+        return (
+            f"{why} The threshold is min_answerability = {min_answerability:g}; to answer such questions, lower it "
+            f"(kb ask --min-answerability {lower:g} ..., KB_MIN_ANSWERABILITY, or the config file). "
+            "A lower threshold also answers more questions the documents do not answer."
+        )
+    if "relevant" in (answer.note or ""):
+        return (
+            f"{why} The threshold is min_relevance = {min_relevance:g} (KB_MIN_RELEVANCE or the config file); "
+            "rephrasing the question with the documents' own words may find closer passages."
+        )
+    return f"{why} Rephrasing the question with the documents' own words may find closer passages."
+
+
+def why_partial(answer: Answer, min_answerability: float) -> str:
+    """What decides between answering in full, in part and refusing, and the setting that tunes it."""
+    from kb.answer.gate import PARTIAL_BAND
+
+    text = (
+        f"kb answers in part when the evidence scores less than {PARTIAL_BAND:g} below min_answerability = "
+        f"{min_answerability:g} and its document is about a name the question asks about."
+    )
+    if answer.answerability is None:
+        return text
+    # Thresholds of two decimals: at most the score answers in full, above score + band refuses.
+    full = math.floor(answer.answerability * 100 + 1e-9) / 100
+    refuse = (math.floor((answer.answerability + PARTIAL_BAND) * 100 + 1e-9) + 1) / 100
+    return (
+        f"{text} With `kb ask --min-answerability` (or the setting) at {full:.2f} or below such a question is "
+        f"answered in full; at {refuse:.2f} or above it is refused."
+    )

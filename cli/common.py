@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kb.config import Settings
+from kb.config import Loaded, Settings
+
+if TYPE_CHECKING:
+    from kb.embeddings import Embedder
 
 KbOpt = Annotated[
     Path | None,
@@ -18,7 +25,9 @@ KbOpt = Annotated[
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="Config file (default: $KB_CONFIG or ~/.config/kb/config.toml).")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (schema in the README).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print machine-readable JSON (schemas in docs/json.md); errors too.")
+]
 EmbedOpt = Annotated[
     str | None, typer.Option("--embed-model", help="Sentence-transformers model folder ('default' = all-MiniLM-L6-v2).")
 ]
@@ -33,9 +42,24 @@ ModeOpt = Annotated[
 
 def settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, config file and environment, then the command's flags."""
-    if "home" in overrides and overrides["home"] is not None:
+    return loaded_settings(config, **overrides).settings
+
+
+_warned: set[str] = set()
+
+
+def loaded_settings(config: Path | None = None, **overrides: Any) -> Loaded:
+    """Settings with where each value comes from; a KB_* variable that names no setting is warned about."""
+    from kb.config import load_with_sources, unknown_env_warning
+
+    if overrides.get("home") is not None:
         overrides["home"] = Path(overrides["home"]).expanduser()
-    return Settings.load(config).with_overrides(**overrides)
+    loaded = load_with_sources(config).with_flags(**overrides)
+    for name in loaded.unknown_env:
+        if name not in _warned:
+            _warned.add(name)
+            err(f"kb: warning: {unknown_env_warning(name)}")
+    return loaded
 
 
 def print_json(data: Any) -> None:
@@ -65,9 +89,10 @@ def source_label(chunk: Any) -> str:
 
 
 def position_label(chunk: Any, *, headings: bool = True, pages: tuple[int | None, int | None] | None = None) -> str:
-    """Where in that file: 'p. 3', 'slide 2', 'Budget!A2:F40', then the heading path (without
-    the member's name, which source_label shows): 'p. 3, Travel > Hotels'; text read by OCR says
-    so: 'p. 3, OCR'. `pages` narrows the chunk's pages to those of a quote."""
+    """Where in that file: 'p. 3', 'slide 2', 'Budget!A2:F40', then the section (the heading path below
+    the document title, without the member's name, which source_label shows): 'p. 3, § Travel >
+    Hotels'; text read by OCR says so: 'p. 3, OCR'. `pages` narrows the chunk's pages to those of a
+    quote."""
     extra = getattr(chunk, "extra", None) or {}
     first, last = pages or (chunk.page_start, chunk.page_end)
     parts = [page_label(first, last, ocr="ocr" in extra), str(extra.get("locator") or "")]
@@ -76,7 +101,8 @@ def position_label(chunk: Any, *, headings: bool = True, pages: tuple[int | None
         names = str(extra.get("member") or "").split(" › ")
         if extra.get("member") and path[: len(names)] == names:
             path = path[len(names) :]
-        parts.append(" > ".join(path))
+        where = section(path)
+        parts.append(f"§ {where}" if where else "")
     return ", ".join(p for p in parts if p)
 
 
@@ -92,3 +118,64 @@ def display_path(path: str) -> str:
         return str(Path(path).relative_to(Path.cwd()))
     except ValueError:
         return path
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """'1 file', '2 files' ('1 match', '2 matches' with `many`)."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+def section(heading_path: tuple[str, ...] | list[str]) -> str:
+    """The heading path below the document title, as a citation shows it ('2. Passwords > Rotation');
+    the title alone when it is the only heading."""
+    parts = list(heading_path)
+    return " > ".join(parts[1:] or parts)
+
+
+def width() -> int:
+    """Columns to wrap text to: the terminal's, at most 100."""
+    return max(40, min(100, shutil.get_terminal_size((80, 24)).columns))
+
+
+def wrap(text: str, indent: str = "", first: str | None = None) -> str:
+    """Text wrapped to the terminal width, paragraphs (blank lines) and list lines kept."""
+    out = []
+    lead = indent if first is None else first
+    for para in text.split("\n"):
+        if not para.strip():
+            out.append("")
+            continue
+        out.append(
+            textwrap.fill(para.strip(), width(), initial_indent=lead, subsequent_indent=indent, break_on_hyphens=False)
+        )
+        lead = indent
+    return "\n".join(out)
+
+
+@contextmanager
+def spinner(label: str, *, enabled: bool = True) -> Iterator[Any]:
+    """A spinner with a label on stderr while a slow step runs, only on a terminal; `.update(label)` relabels."""
+    if not (enabled and sys.stderr.isatty()):
+        yield _NoStatus()
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(label, spinner="dots") as status:
+        yield status
+
+
+class _NoStatus:
+    def update(self, *_: Any, **__: Any) -> None:
+        """Nothing to update when no spinner is shown."""
+
+
+def prepare_embedder(embedder: Embedder, *, quiet: bool = False) -> None:
+    """Make the one-time preparation of the embedding model (its ONNX export) visible when it happens."""
+    from kb.embeddings import needs_preparation, prepare
+
+    if not needs_preparation(embedder):
+        return
+    if not quiet:
+        err("preparing the embedding model (once; about 20 s)...")
+    with spinner("preparing the embedding model (once)", enabled=not quiet):
+        prepare(embedder)

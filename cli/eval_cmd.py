@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, ThreadsOpt, print_json, settings
+from cli.common import ConfigOpt, EmbedOpt, JsonOpt, ThreadsOpt, plural, print_json, settings
 from cli.progress import Bar
 
 app = typer.Typer(
@@ -129,13 +129,13 @@ def retrieval(
         )
         return
     index_note = (
-        f"indexed {build.embedded} documents in {build.seconds:.1f} s"
+        f"indexed {plural(build.embedded, 'document')} in {build.seconds:.1f} s"
         if build.embedded
         else f"index reused ({build.seconds:.1f} s check)"
     )
     typer.echo(
-        f"{data.folder.name} ({split}): {n_queries} queries, {build.documents} documents, "
-        f"{build.chunks} chunks; {index_note}"
+        f"{data.folder.name} ({split}): {plural(n_queries, 'query', 'queries')}, "
+        f"{plural(build.documents, 'document')}, {plural(build.chunks, 'chunk')}; {index_note}"
     )
     typer.echo(f"{'mode':<9}" + "".join(f"{label:>12}" for label in _LABELS.values()) + f"{'queries/s':>12}")
     for r in results:

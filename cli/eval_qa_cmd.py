@@ -34,7 +34,9 @@ def qa(
         Path,
         typer.Argument(
             help="SQuAD JSON (contexts become the corpus; is_impossible questions must be refused) or JSONL with "
-            "question, answers, optional doc (rows with neither answers nor doc must be refused)."
+            "question, answers, optional doc (one gold file) or docs (several, as in multi-hop questions), optional "
+            "pages (gold pages, 1-based) and answerable (false: must be refused; rows with neither answers nor a "
+            "document must be refused too)."
         ),
     ],
     corpus: Annotated[
@@ -101,7 +103,7 @@ def qa(
     )
     docs = corpus_documents(data, file, corpus, home.parent / f"{home.name}-corpus", lambda d, why: err(f"{d}: {why}"))
     names = {p.name for p in docs}
-    gold_docs = sorted({i.doc for i in data.items if i.doc and i.doc in names})
+    gold_docs = sorted({d for i in data.items for d in i.gold_docs if d in names})
     excluded = held_out(gold_docs, holdout, seed)
     keep = [p for p in docs if p.name not in excluded]
     items = list(data.items)
@@ -119,6 +121,8 @@ def qa(
             if Path(d.path).name in excluded:
                 base.vectors.remove(base.store.remove_document(d.path))
         answerer = Answerer.for_kb(base, extractive=extractive)
+        for warning in answerer.warnings:
+            err(f"kb: {warning}")
         if sweep_at:
             answerer.min_answerability = min([*sweep_at, s.min_answerability])
         records = []
@@ -135,6 +139,8 @@ def qa(
                             "question": rec.item.question,
                             "gold_answers": list(rec.item.answers),
                             "gold_doc": rec.item.doc,
+                            "gold_docs": list(rec.item.gold_docs),
+                            "gold_pages": list(rec.item.pages),
                             "answerable": rec.item.answerable,
                             "doc_excluded": rec.excluded,
                             **rec.flags(lambda p: Path(p).name),
@@ -171,16 +177,20 @@ def qa(
             f"{metrics['questions_doc_present']} / {metrics['questions_doc_excluded']}",
         ),
         ("unanswerable questions (marked so in FILE)", str(metrics["questions_unanswerable"])),
-        ("answer recall (gold text in answer)", f"{metrics['answer_recall']:.3f}"),
-        ("evidence recall (gold text in cited passages)", f"{metrics['evidence_recall']:.3f}"),
+        ("answer recall (gold text in answer)", _rate(metrics["answer_recall"])),
+        ("evidence recall (gold text in cited passages)", _rate(metrics["evidence_recall"])),
         ("gold document cited", f"{metrics['gold_doc_cited']:.3f}"),
+        ("all gold documents cited (questions with several)", _rate(metrics["all_gold_docs_cited"])),
+        ("a gold page cited (questions with pages)", _rate(metrics["gold_page_cited"])),
         ("citation precision", f"{metrics['citation_precision']:.3f}"),
         ("citations to passages not retrieved", str(metrics["unretrieved_citations"])),
+        ("unbacked sentences shown as fact", str(metrics["unsupported_sentences_shown"])),
         ("sentences that passed verification", f"{metrics['verified_sentence_share']:.3f}"),
         ("answered when the doc is present", f"{metrics['answered_when_doc_present']:.3f}"),
         ("refused when the doc is held out", _rate(metrics["refusal_rate_doc_excluded"])),
         ("refused when unanswerable", _rate(metrics["refusal_rate_unanswerable"])),
         ("answer modes", ", ".join(f"{k} {v}" for k, v in metrics["modes"].items())),
+        ("answers that say the documents only partly answer", str(metrics["partial_answers"])),
         ("latency p50 / p95 (s)", f"{metrics['latency_p50']:.2f} / {metrics['latency_p95']:.2f}"),
     ]
     width = max(len(r[0]) for r in rows)
@@ -195,5 +205,5 @@ def qa(
             typer.echo(
                 f"{row['min_answerability']:<17.3f}  {row['answered_when_doc_present']:<17.3f}  "
                 f"{_rate(row['refusal_rate_doc_excluded']):<17}  {_rate(row['refusal_rate_unanswerable']):<21}  "
-                f"{row['evidence_recall']:<15.3f}  {row['citation_precision']:.3f}"
+                f"{_rate(row['evidence_recall']):<15}  {row['citation_precision']:.3f}"
             )

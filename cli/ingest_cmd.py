@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
-from cli.progress import IngestBar, ingest_progress
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    JsonOpt,
+    KbOpt,
+    ThreadsOpt,
+    display_path,
+    plural,
+    prepare_embedder,
+    print_json,
+    settings,
+)
+from cli.progress import Bar, IngestBar, ingest_progress
 
 EXIT_SOME_FAILED = 2
 _WOULD = {
@@ -55,8 +66,39 @@ def ingest(
     ] = None,
     threads: ThreadsOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 2 for any failed file, also those known from earlier runs.")
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="Read again the files that failed before and have not changed (e.g. after --password or a higher "
+            "parse_timeout).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where files are parsed, chunked and embedded: local (this process) or ray (the workers "
+            "of a Ray cluster; needs pip install 'kb[ray]'). Planning and storing stay here either way."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Ray cluster to join with --engine ray, e.g. auto or HEAD:6379 (default: RAY_ADDRESS, or a "
+            "cluster started with `ray start` on this machine, else a local one for this run)."
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Ray workers (actors, one CPU each) with --engine ray (default: one per CPU of the cluster)."
+        ),
+    ] = None,
 ) -> None:
     """Ingest files and folders: parse, chunk, embed and index them.
 
@@ -72,11 +114,24 @@ def ingest(
     killed at any point keeps every file finished before; running it again completes the job.
     --dry-run reads nothing but file hashes and writes nothing (not even a new knowledge base).
 
-    Exit status: 0 if every file was ingested or skipped, 2 if some failed, 1 on a usage error.
+    With --engine ray the workers of a Ray cluster read the files (every path must be readable
+    at the same place on every node: a shared filesystem), parse them with the same time and
+    memory limits, chunk and embed them; this process plans, stores and reports as usual, and
+    the knowledge base is the same as a local run's.
+
+    A file that failed before and has not changed since is reported as a known failure without
+    being read again (--retry-failed reads it anyway); `kb status --failed` lists them. Files and
+    folders named in a .kbignore file (one glob per line) are left out.
+
+    Exit status: 0 if every file was ingested, skipped or failed as before; 2 if a file failed
+    that had not failed before (with --strict: if any failed); 1 on a usage error; 130 when
+    interrupted (every file finished before is kept).
     """
     from kb.indexer import ingest as run_ingest
-    from kb.indexer import plan
+    from kb.indexer import plan, require_paths
     from kb.knowledge import KnowledgeBase, kb_exists
+
+    ray_engine = _engine(engine, ray_address, ray_workers) if not dry_run else None
 
     s = settings(
         config,
@@ -90,17 +145,41 @@ def ingest(
         parse_workers=workers,
         threads=threads,
     )
-    with IngestBar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
-        progress = ingest_progress(bar)
+    require_paths(paths)  # before a knowledge base is created: a failed command creates nothing
+    stored = {"done": 0, "total": 0}
 
+    def count_stored(done: int, total: int, result) -> None:
+        stored["total"] = total
+        if result is not None and result.status in ("added", "updated", "moved", "unchanged"):
+            stored["done"] += 1
+
+    try:
         if dry_run and not kb_exists(s.home):
-            report = plan(s, [], paths, progress=progress)
+            with Bar("checking", enabled=not quiet and not json_out) as bar:
+                report = plan(s, [], paths, progress=ingest_progress(bar))
             counts = {"documents": 0, "chunks": 0, "keyword_entries": 0}
         else:
             # A dry run only reads, so it needs no lock and runs beside a writer.
             with KnowledgeBase(s, write=not dry_run) as base:
-                report = run_ingest(base, paths, progress=progress, on_work=bar.work, dry_run=dry_run)
+                if not dry_run and ray_engine is None:  # with Ray, the workers embed
+                    prepare_embedder(base.embedder, quiet=quiet or json_out)
+                with IngestBar("ingesting" if not dry_run else "checking", enabled=not quiet and not json_out) as bar:
+                    report = run_ingest(
+                        base,
+                        paths,
+                        progress=ingest_progress(bar, also=count_stored),
+                        on_work=bar.work,
+                        dry_run=dry_run,
+                        engine=ray_engine,
+                        retry_failed=retry_failed,
+                    )
                 counts = base.store.counts()
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: {stored['done']} of {plural(stored['total'], 'file')} stored; run again to finish",
+            err=True,
+        )
+        raise typer.Exit(130) from None
     if json_out:
         print_json(
             {
@@ -120,6 +199,7 @@ def ingest(
                         "pages": r.pages,
                         "moved_from": r.moved_from,
                         "notes": list(r.notes),
+                        "known": r.known,
                     }
                     for r in report.results
                 ],
@@ -141,17 +221,44 @@ def ingest(
         sm = report.summary()
         always = ("added", "updated", "unchanged", "removed", "failed")
         parts = ", ".join(f"{n} {k}" for k, n in sm.items() if n or k in always)
+        known = len(report.failed) - len(report.new_failures)
+        if known:
+            parts += f" ({known} known from earlier runs)"
+        head = f"{'Dry run: ' if dry_run else ''}{plural(len(report.results), 'file')}"
         pages = sum(r.pages for r in report.results)
         rate = f" ({pages:,} pages, {pages / report.seconds:,.1f} pages/s)" if pages and report.seconds > 0 else ""
         typer.echo(
-            f"{'Dry run: ' if dry_run else ''}{len(report.results)} files: {parts} in {report.seconds:.1f} s{rate}. "
-            f"Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
+            f"{head}: {parts} in {report.seconds:.1f} s{rate}. "
+            f"Knowledge base {s.home}: {plural(counts['documents'], 'document')}, {plural(counts['chunks'], 'chunk')}.",
             err=True,
         )
         for r in report.results:
             if r.status == "moved" and not dry_run and not quiet:
                 typer.echo(f"moved: {display_path(r.moved_from or '')} -> {display_path(r.path)}", err=True)
-        for r in report.failed:
+        for r in report.new_failures:
             typer.echo(f"failed: {display_path(r.path)}: {r.reason}", err=True)
-    if report.failed:
+        if known:
+            typer.echo(
+                f"{plural(known, 'file')} failed as before and {'was' if known == 1 else 'were'} not read again "
+                "(`kb status --failed` lists failures; --retry-failed reads them again)",
+                err=True,
+            )
+    if report.new_failures or (strict and report.failed):
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _engine(name: str, address: str | None, workers: int | None) -> Any:
+    """The kb.indexer.ingest engine for --engine (None: local); Ray's absence is a one-line error."""
+    from kb.distributed import ENGINES, RayEngine, import_ray
+    from kb.errors import InputError
+
+    if name not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)} (got {name!r})")
+    if name == "local":
+        if address is not None or workers is not None:
+            raise InputError("--ray-address and --ray-workers need --engine ray")
+        return None
+    if workers is not None and workers < 1:
+        raise InputError(f"--ray-workers must be at least 1 (got {workers})")
+    import_ray()  # fail before opening the knowledge base
+    return RayEngine(address=address, workers=workers)

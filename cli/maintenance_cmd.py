@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, print_json, settings
+from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, ThreadsOpt, display_path, err, plural, print_json, settings
 from cli.progress import IngestBar, ingest_progress
 
 EXIT_PROBLEMS = 2  # the command finished, but something is wrong (problems found, files lost)
@@ -27,14 +27,23 @@ def remove(
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+    ignore: Annotated[
+        bool,
+        typer.Option(
+            "--ignore", help="Also add each path to the .kbignore of its folder, so the next ingest leaves it out."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove documents from the knowledge base (the files themselves are not touched).
 
     A folder removes every document stored under it. The files need not exist any more. If a
     path matches nothing in the knowledge base, nothing is removed and the exit status is 1.
+    A file that still exists inside an ingested folder comes back with the next `kb ingest` of
+    that folder, unless it is named in a .kbignore file: --ignore adds it there.
     """
     from kb.errors import KBNotFound
+    from kb.indexer import ignore_paths
     from kb.indexer import remove as run_remove
     from kb.knowledge import KnowledgeBase, kb_exists
 
@@ -44,24 +53,38 @@ def remove(
     with KnowledgeBase(s, write=not dry_run) as base:
         removed = run_remove(base, list(paths), dry_run=dry_run)
         counts = base.store.counts()
+    ignored = ignore_paths(list(paths)) if ignore and not dry_run else []
     if json_out:
         print_json(
             {
                 "kb": str(s.home),
                 "dry_run": dry_run,
                 "removed": [{"path": r.path, "chunks": r.chunks} for r in removed],
+                "ignored": [{"file": str(f), "pattern": p} for f, p in ignored],
                 "totals": counts,
             }
         )
         return
     verb = "would remove" if dry_run else "removed"
     for r in removed:
-        typer.echo(f"{verb}: {display_path(r.path)} ({r.chunks} chunks)")
+        typer.echo(f"{verb}: {display_path(r.path)} ({plural(r.chunks, 'chunk')})")
+    chunks = sum(r.chunks for r in removed)
     typer.echo(
-        f"{'Dry run: ' if dry_run else ''}{verb} {len(removed)} documents ({sum(r.chunks for r in removed)} "
-        f"chunks). Knowledge base {s.home}: {counts['documents']} documents, {counts['chunks']} chunks.",
+        f"{'Dry run: ' if dry_run else ''}{verb} {plural(len(removed), 'document')} ({plural(chunks, 'chunk')}). "
+        f"Knowledge base {s.home}: {plural(counts['documents'], 'document')}, {plural(counts['chunks'], 'chunk')}.",
         err=True,
     )
+    for target, pattern in ignored:
+        err(f"added {pattern} to {display_path(str(target))}: the next ingest of that folder leaves it out")
+    if not ignore:
+        back = [p for p in paths if p.exists()]
+        if back:
+            names = ", ".join(display_path(str(p)) for p in back[:3]) + (" ..." if len(back) > 3 else "")
+            err(
+                f"note: {names} still {'exists' if len(back) == 1 else 'exist'}: the next `kb ingest` of "
+                "the folder holding it adds it again, unless it is in a .kbignore file (`kb remove --ignore` "
+                "adds it there)"
+            )
 
 
 def rebuild(
@@ -124,14 +147,14 @@ def rebuild(
             typer.echo(f"failed: {display_path(f['path'])}: {f['reason']}", err=True)
         if report.swapped:
             typer.echo(
-                f"Rebuilt {s.home} in {report.seconds:.1f} s: {report.after['documents']} documents, "
-                f"{report.after['chunks']} chunks (before: {report.before['documents']} documents, "
-                f"{report.before['chunks']} chunks).",
+                f"Rebuilt {s.home} in {report.seconds:.1f} s: {plural(report.after['documents'], 'document')}, "
+                f"{plural(report.after['chunks'], 'chunk')} (before: {plural(report.before['documents'], 'document')}, "
+                f"{plural(report.before['chunks'], 'chunk')}).",
                 err=True,
             )
         else:
             typer.echo(
-                f"Not rebuilt: {len(report.lost)} documents would be lost (listed above); the knowledge base "
+                f"Not rebuilt: {plural(len(report.lost), 'document')} would be lost (listed above); the knowledge base "
                 "is unchanged. Fix or `kb remove` them, or rerun with --allow-losses.",
                 err=True,
             )
@@ -178,14 +201,16 @@ def check(
             typer.echo(f"note: {note}")
         c = report.counts
         summary = (
-            f"{c.get('documents', 0)} documents, {c.get('chunks', 0)} chunks, "
-            f"{c.get('keyword_entries', 0)} keyword entries, {c.get('vectors') or 0} FAISS vectors"
+            f"{plural(c.get('documents') or 0, 'document')}, {plural(c.get('chunks') or 0, 'chunk')}, "
+            f"{plural(c.get('keyword_entries') or 0, 'keyword entry', 'keyword entries')}, "
+            f"{plural(c.get('vectors') or 0, 'FAISS vector')}"
         )
         if report.ok:
             typer.echo(f"OK: {s.home}: {summary}.")
         else:
             typer.echo(
-                f"{len(report.problems)} problem(s) in {s.home} ({summary}); `kb repair` fixes what it can.", err=True
+                f"{plural(len(report.problems), 'problem')} in {s.home} ({summary}); `kb repair` fixes what it can.",
+                err=True,
             )
     if not report.ok:
         raise typer.Exit(EXIT_PROBLEMS)

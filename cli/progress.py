@@ -107,13 +107,15 @@ class IngestBar(Bar):
             )
 
 
-def ingest_progress(bar: Bar) -> Callable[[int, int, Any], None]:
-    """The `progress` callback of kb.indexer.ingest for a bar: failed files are logged above it,
-    and a large file shows its embedded passages while it is embedded."""
+def ingest_progress(bar: Bar, also: Callable[[int, int, Any], None] | None = None) -> Callable[[int, int, Any], None]:
+    """The `progress` callback of kb.indexer.ingest for a bar: new failures are logged above it,
+    and a large file shows its embedded passages while it is embedded. `also` is told every call."""
     from cli.common import display_path
 
     def progress(done: int, total: int, result: Any) -> None:
-        if result is not None and result.status == "failed" and bar.enabled:
+        if also:
+            also(done, total, result)
+        if result is not None and result.status == "failed" and not result.known and bar.enabled:
             bar.log(f"{display_path(result.path)}: {result.reason}")
         item = Path(result.path).name if result else ""
         if result is not None and result.status == "embedding":

@@ -17,9 +17,11 @@ from cli.common import (
     ModeOpt,
     display_path,
     position_label,
+    prepare_embedder,
     print_json,
     settings,
     source_label,
+    wrap,
 )
 
 
@@ -68,7 +70,7 @@ def _read_queries(path: Path) -> list[tuple[str, str]]:
 
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.", show_default=False)] = None,
-    k: Annotated[int, typer.Option("-k", "--top", help="Number of passages.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--top", help="Number of passages (at least 1).")] = 10,
     mode: ModeOpt = None,
     queries: Annotated[
         Path | None, typer.Option("--queries", help="File of queries: one per line, or JSONL with id and text.")
@@ -76,18 +78,33 @@ def search(
     kb: KbOpt = None,
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="Show whole passages, not the first lines.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Search passages by meaning and keywords; prints file, page, score and text."""
+    """Search passages by meaning and keywords; prints file, page, heading, score and text.
+
+    The score is how well a passage matched, relative to this search: in hybrid mode (the
+    default) meaning and keyword scores are each divided by their best and added, 0.6 and 0.4,
+    so the best passage scores close to 1. It ranks passages within one search; it is not
+    comparable across searches. --json also gives the cosine similarity ("relevance") and BM25.
+    """
     from kb.errors import InputError
     from kb.knowledge import KnowledgeBase
     from kb.retrieval import Retriever
 
     if (query is None) == (queries is None):
         raise InputError("give a QUERY or --queries FILE (one of them)")
+    if k < 1:
+        raise InputError(f"-k must be at least 1 (got {k})")
+    if query is not None and not query.strip():
+        raise InputError('the query is empty: say what to look for, e.g. kb search "travel expenses"')
     s = settings(config, home=kb, embed_model=embed_model, search_mode=mode)
     batch = _read_queries(queries) if queries else [("1", query or "")]
+    if not batch:
+        raise InputError(f"{queries}: no queries")
     with KnowledgeBase(s) as base:
+        base.require_documents()
+        prepare_embedder(base.embedder, quiet=json_out)
         results = Retriever(base).search_many([t for _, t in batch], k, s.search_mode)
     if queries:
         # JSONL: one line per query, so huge batches stream into other tools.
@@ -114,11 +131,8 @@ def search(
     for h in hits:
         c = h.chunk
         where = position_label(c)
-        typer.echo(
-            f"{h.rank}. {source_label(c)}"
-            + (f" ({where})" if where else "")
-            + f"  score {h.score:.3f}"
-            + (f"  relevance {h.dense:.2f}" if h.dense is not None else "")
-        )
-        snippet = " ".join(c.text.split())
-        typer.echo(f"   {snippet[:300]}{'…' if len(snippet) > 300 else ''}\n")
+        typer.echo(f"{h.rank}. {source_label(c)}" + (f" ({where})" if where else "") + f"  score {h.score:.2f}")
+        text = " ".join(c.text.split()) if not full else c.text.strip()
+        if not full and len(text) > 300:
+            text = text[:300].rsplit(" ", 1)[0] + " …"
+        typer.echo(wrap(text, "   ") + "\n")

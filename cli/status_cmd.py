@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, JsonOpt, KbOpt, display_path, print_json, settings
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    JsonOpt,
+    KbOpt,
+    display_path,
+    loaded_settings,
+    plural,
+    print_json,
+    settings,
+    wrap,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -15,9 +28,22 @@ def register(app: typer.Typer) -> None:
     app.command("config")(config)
 
 
-def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = None, json_out: JsonOpt = False) -> None:
-    """Show the knowledge base's location, models, settings and documents."""
-    from kb.knowledge import KnowledgeBase
+def status(
+    kb: KbOpt = None,
+    config: ConfigOpt = None,
+    embed_model: EmbedOpt = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="List the files that could not be read, or were skipped, and why.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the knowledge base's location, models, settings and documents.
+
+    Files an ingest could not read (or skipped: a type kb does not read) are counted; --failed
+    lists them with the reason. A failed file is read again when it changes, or with
+    `kb ingest --retry-failed`.
+    """
+    from kb.knowledge import KnowledgeBase, unread_summary
 
     s = settings(config, home=kb, embed_model=embed_model)
     with KnowledgeBase(s) as base:
@@ -29,6 +55,7 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
             n_vectors = base.vectors.size
             docs = base.store.documents()
             counts = base.store.counts()
+            unread = base.store.unread()
         finally:
             base.store.db.execute("COMMIT")
         m = base.manifest
@@ -54,9 +81,26 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
                 }
                 for d in docs
             ],
+            "unread": [
+                {
+                    "path": u.path,
+                    "status": u.status,
+                    "reason": u.reason,
+                    "first_seen": u.first_seen,
+                    "last_seen": u.last_seen,
+                }
+                for u in unread
+            ],
         }
     if json_out:
         print_json(data)
+        return
+    if failed:
+        if not unread:
+            typer.echo("No file failed or was skipped at the last ingest of each folder.")
+        for u in unread:
+            since = time.strftime("%Y-%m-%d %H:%M", time.localtime(u.first_seen))
+            typer.echo(f"{u.status:<8} {display_path(u.path)}: {u.reason} (since {since})")
         return
     typer.echo(f"Knowledge base: {s.home}")
     typer.echo(
@@ -66,20 +110,45 @@ def status(kb: KbOpt = None, config: ConfigOpt = None, embed_model: EmbedOpt = N
     typer.echo(f"Embedding model: {m.embed_name} ({m.dim} dims, fingerprint {m.embed_fingerprint})")
     typer.echo(f"Chunking: {m.chunk_tokens} tokens, overlap {m.chunk_overlap}")
     for d in docs:
-        pages = f", {d.n_pages} pages" if d.n_pages else ""
-        typer.echo(f"  {display_path(d.path)}  ({d.format}{pages}, {d.n_chunks} chunks)")
+        pages = f", {plural(d.n_pages, 'page')}" if d.n_pages else ""
+        typer.echo(f"  {display_path(d.path)}  ({d.format}{pages}, {plural(d.n_chunks, 'chunk')})")
+    summary = unread_summary(
+        {"failed": sum(u.status == "failed" for u in unread), "skipped": sum(u.status == "skipped" for u in unread)}
+    )
+    if summary:
+        typer.echo(f"{summary}: `kb status --failed`")
 
 
-def config(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
-    """Show every setting: its effective value (defaults < config file < KB_* variables) and meaning."""
+def config(kb: KbOpt = None, config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Show every setting: its effective value, where it comes from (default, the config file, a KB_*
+    environment variable, or a flag) and what it means; and which config file was read.
+
+    Precedence, lowest first: defaults, the config file ($KB_CONFIG or --config, else
+    ~/.config/kb/config.toml), KB_<NAME> environment variables, then command-line flags.
+    """
     from dataclasses import asdict
 
     from kb.config import Settings
 
-    s = settings(config)
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(s).items()}
+    loaded = loaded_settings(config, home=kb)
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(loaded.settings).items()}
+    file = str(loaded.file) if loaded.file else None
     if json_out:
-        print_json(values)
+        print_json(
+            {
+                "config_file": file,
+                "settings": {k: {"value": v, "source": loaded.sources[k]} for k, v in values.items()},
+            }
+        )
         return
+    if file:
+        typer.echo(f"Config file: {file}")
+    else:
+        typer.echo(f"Config file: none ({loaded.looked_at} does not exist; defaults apply)")
+    typer.echo("")
+    labels = {"default": "default", "file": f"from {file}", "flag": "from the command line"}
     for name, doc, _default in Settings.fields_doc():
-        typer.echo(f"{name} = {values[name]!r}\n    {doc} (env KB_{name.upper()})")
+        source = loaded.sources[name]
+        label = labels.get(source) or f"from {source.removeprefix('env ')}"
+        typer.echo(f"{name} = {values[name]!r}    ({label})")
+        typer.echo(wrap(f"{doc} Environment variable: KB_{name.upper()}.", "    "))

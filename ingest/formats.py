@@ -219,6 +219,30 @@ def _legacy(ext: str) -> str:
     return "legacy"
 
 
+# What a file that claims to be something else really is, from its first bytes.
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF8", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"{\\rtf", "RTF"),
+    (b"\x1f\x8b", "gzip"),
+)
+
+
+def looks_like(head: bytes) -> str | None:
+    """The format a file's first bytes announce, for formats that say so unmistakably; else None."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    text = head.lstrip()[:15].lower()
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    return None
+
+
 def detect_format(path: Path, head: bytes) -> str:
     """The format to parse `path` as, from its extension and its first bytes.
 
@@ -240,6 +264,10 @@ def detect_format(path: Path, head: bytes) -> str:
             return "msg"
         if kind in ("doc", "xls", "ppt") or ext in LEGACY:
             return _legacy(f".{kind}" if kind else ext)
+    if ext == ".pdf" and b"%PDF-" not in head:
+        other = looks_like(head)
+        if other:  # e.g. a photo saved with the wrong extension: say so rather than what pypdf chokes on
+            raise ParseError(f"not a PDF (looks like {other})")
     if ext in LEGACY:
         return _legacy(ext)
     if ext not in SUPPORTED:

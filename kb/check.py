@@ -78,6 +78,12 @@ class RepairReport:
     after: CheckReport
 
 
+def _n(count: int, noun: str, one: str = "", many: str = "") -> str:
+    """'1 chunk has', '2 chunks have': a count with its noun (and verb) agreeing."""
+    verb = (one if count == 1 else many) if one else ""
+    return f"{count} {noun if count == 1 else noun + 's'}" + (f" {verb}" if verb else "")
+
+
 def _examples(items: list) -> str:
     shown = ", ".join(str(i) for i in items[:EXAMPLES])
     return shown + (", ..." if len(items) > EXAMPLES else "")
@@ -189,7 +195,10 @@ def _check_store(report: CheckReport, store: Store, dim: int | None) -> None:
             for r in _rows(store, "SELECT id FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents) ORDER BY id")
         ]
         if orphans:
-            report.add("chunk_orphaned", f"{len(orphans)} chunks belong to no document (ids {_examples(orphans)})")
+            report.add(
+                "chunk_orphaned",
+                f"{_n(len(orphans), 'chunk', 'belongs', 'belong')} to no document (ids {_examples(orphans)})",
+            )
         empty = [
             r[0]
             for r in _rows(
@@ -201,7 +210,7 @@ def _check_store(report: CheckReport, store: Store, dim: int | None) -> None:
         if empty:
             report.add(
                 "document_without_chunks",
-                f"{len(empty)} documents have no chunks (repair drops them; ingest adds them again): "
+                f"{_n(len(empty), 'document', 'has', 'have')} no chunks (repair drops them; ingest adds them again): "
                 f"{_examples(empty)}",
             )
         miscounted = [
@@ -215,7 +224,7 @@ def _check_store(report: CheckReport, store: Store, dim: int | None) -> None:
         if miscounted:
             report.add(
                 "document_chunk_count",
-                f"{len(miscounted)} documents record a wrong chunk count: {_examples(miscounted)}",
+                f"{_n(len(miscounted), 'document', 'records', 'record')} a wrong chunk count: {_examples(miscounted)}",
             )
         if dim is not None:
             bad = [
@@ -229,7 +238,7 @@ def _check_store(report: CheckReport, store: Store, dim: int | None) -> None:
             if bad:
                 report.add(
                     "vector_damaged",
-                    f"{len(bad)} chunks have no valid {dim}-dim vector "
+                    f"{_n(len(bad), 'chunk', 'has', 'have')} no valid {dim}-dim vector "
                     f"(ids {_examples(bad)}); repair drops their documents, ingest adds them again",
                 )
         _check_keywords(report, store)
@@ -248,7 +257,9 @@ def _check_keywords(report: CheckReport, store: Store) -> None:
         r[0] for r in _rows(store, "SELECT id FROM chunks WHERE id NOT IN (SELECT rowid FROM chunks_fts) ORDER BY id")
     ]
     if missing:
-        report.add("keyword_missing", f"{len(missing)} chunks have no keyword entry (ids {_examples(missing)})")
+        report.add(
+            "keyword_missing", f"{_n(len(missing), 'chunk', 'has', 'have')} no keyword entry (ids {_examples(missing)})"
+        )
     stale = []
     cur = store.db.execute(
         "SELECT c.id, c.text, c.heading, d.title, f.title, f.heading, f.body FROM chunks c "
@@ -270,7 +281,8 @@ def _note_missing_files(report: CheckReport, store: Store) -> None:
     ]
     if gone:
         report.notes.append(
-            f"{len(gone)} documents' files no longer exist ({_examples(gone)}): `kb ingest` their folder "
+            f"the files of {_n(len(gone), 'document')} no longer exist ({_examples(gone)}): "
+            "`kb ingest` their folder "
             "or `kb remove` them"
         )
 
@@ -319,7 +331,8 @@ def _compare_vectors(report: CheckReport, store: Store, index: VectorIndex, dim:
         report.add("faiss_extra", f"{len(extra)} FAISS vectors have no chunk (ids {_examples(extra.tolist())})")
     if len(missing):
         report.add(
-            "faiss_missing_ids", f"{len(missing)} chunks have no FAISS vector (ids {_examples(missing.tolist())})"
+            "faiss_missing_ids",
+            f"{_n(len(missing), 'chunk', 'has', 'have')} no FAISS vector (ids {_examples(missing.tolist())})",
         )
     differ = []
     for batch_ids, vecs in index.iter_vectors():
@@ -409,7 +422,7 @@ def _repair_store(store: Store, codes: set[str], dim: int | None) -> list[str]:
     with store._transaction():
         n = db.execute("DELETE FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)").rowcount
         if n:
-            actions.append(f"deleted {n} chunks that belonged to no document")
+            actions.append(f"deleted {_n(n, 'chunk')} that belonged to no document")
         if dim is not None:
             bad = [
                 r[0]
@@ -423,7 +436,8 @@ def _repair_store(store: Store, codes: set[str], dim: int | None) -> list[str]:
                 store._delete_document(path)
             if bad:
                 actions.append(
-                    f"removed {len(bad)} documents with damaged vectors (ingest adds them again): {_examples(bad)}"
+                    f"removed {_n(len(bad), 'document')} with damaged vectors (ingest adds them again): "
+                    f"{_examples(bad)}"
                 )
         empty = [
             r[0]
@@ -435,14 +449,14 @@ def _repair_store(store: Store, codes: set[str], dim: int | None) -> list[str]:
         if empty:
             db.executemany("DELETE FROM documents WHERE path = ?", [(p,) for p in empty])
             actions.append(
-                f"removed {len(empty)} documents without chunks (ingest adds them again): {_examples(empty)}"
+                f"removed {_n(len(empty), 'document')} without chunks (ingest adds them again): {_examples(empty)}"
             )
         n = db.execute(
             "UPDATE documents SET n_chunks = (SELECT count(*) FROM chunks c WHERE c.doc_id = documents.id) "
             "WHERE n_chunks != (SELECT count(*) FROM chunks c WHERE c.doc_id = documents.id)"
         ).rowcount
         if n:
-            actions.append(f"corrected the chunk count of {n} documents")
+            actions.append(f"corrected the chunk count of {_n(n, 'document')}")
         if actions or codes & _KEYWORD_CODES:
             actions.append(f"rebuilt the keyword index from {store.rebuild_keyword_index()} chunks")
         if actions:

@@ -18,6 +18,8 @@ from kb.errors import ConfigError
 
 # How the embedding model may run (kb/embeddings.py load_embedder, kb/onnx_embed.py).
 EMBED_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")
+# KB_* variables that are read but name no setting.
+OTHER_ENV = ("KB_CONFIG", "KB_MODEL_CACHE")
 
 
 def _default_home() -> Path:
@@ -64,7 +66,7 @@ class Settings:
         "(ONNX Runtime fp32), openvino, or onnx-int8 (int8 weights: fastest without bf16 hardware, "
         "vectors differ slightly so a knowledge base built with it must be searched with it). The "
         "ONNX export is made once, offline, from the model folder into ~/.cache/kb/models "
-        "($KB_MODEL_CACHE). Env KB_EMBED_BACKEND.",
+        "($KB_MODEL_CACHE).",
         default="auto",
     )
     llm_model: str = _doc(
@@ -133,7 +135,10 @@ class Settings:
     min_answerability: float = _doc(
         "`kb ask` refuses below this answerability: 0.6 x best sentence score (cosine + IDF-weighted shared words) "
         "+ 0.2 x question-word coverage of a top passage + 0.1 x the best document's margin over the "
-        "next one. Raise it to refuse more readily, lower it to answer more (the README has the trade-off).",
+        "next one + 0.2 x how specific a name of the question is that the best evidence mentions. Up to 0.1 "
+        "below it, kb still answers when the evidence's document is about a name of the question, and says the "
+        "documents only partly answer. Raise it to refuse more readily, lower it to answer more "
+        "(docs/answers.md has the trade-off).",
         default=0.56,
     )
     max_file_mb: float = _doc("Files larger than this are skipped at ingest.", default=200.0)
@@ -184,30 +189,74 @@ class Settings:
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with the given non-None values replaced and checked."""
         clean = {k: v for k, v in values.items() if v is not None}
-        return _validated(dataclasses.replace(self, **_coerce(clean)))
+        return _validated(dataclasses.replace(self, **_coerce(clean)), dict.fromkeys(clean, "flag"))
 
     @classmethod
     def load(cls, config_path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
         """Defaults, then the config file, then KB_* environment variables."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        path = config_path or (Path(env["KB_CONFIG"]) if env.get("KB_CONFIG") else default_config_path())
-        if path.is_file():
-            try:
-                values.update(tomllib.loads(path.read_text(encoding="utf-8")))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
-        elif env.get("KB_CONFIG"):
-            raise ConfigError(f"{path}: config file named by KB_CONFIG does not exist")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        for name in names:
-            key = "KB_" + name.upper()
-            if key in env and env[key] != "":
-                values[name] = env[key]
-        return _validated(cls(**_coerce(values)))
+        return load_with_sources(config_path, environ).settings
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Settings with where each value comes from, as `kb config` shows them."""
+
+    settings: Settings
+    file: Path | None  # the config file that was read, None when there is none
+    looked_at: Path  # where a config file was looked for
+    sources: dict[str, str]  # setting -> "default", "file" or "env KB_NAME"
+    unknown_env: tuple[str, ...] = ()  # KB_* variables that name no setting
+
+    def with_flags(self, **values: Any) -> Loaded:
+        """The same with command-line values (None = not given) applied and marked as flags."""
+        given = {k: v for k, v in values.items() if v is not None}
+        sources = {**self.sources, **dict.fromkeys(given, "flag")}
+        return dataclasses.replace(self, settings=self.settings.with_overrides(**given), sources=sources)
+
+
+def load_with_sources(config_path: Path | None = None, environ: dict[str, str] | None = None) -> Loaded:
+    """Defaults, then the config file, then KB_* environment variables; with the source of each value."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_path or (Path(env["KB_CONFIG"]) if env.get("KB_CONFIG") else default_config_path())
+    loaded: Path | None = None
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+        loaded = path
+    elif config_path is not None:
+        raise ConfigError(f"{path}: config file given with --config does not exist")
+    elif env.get("KB_CONFIG"):
+        raise ConfigError(f"{path}: config file named by KB_CONFIG does not exist")
+    names = [f.name for f in dataclasses.fields(Settings)]
+    for name in sorted(set(values) - set(names)):
+        raise ConfigError(f"{path}: unknown setting {name}{_suggest(name, names)}")
+    sources = {name: "file" if name in values else "default" for name in names}
+    for name in names:
+        key = "KB_" + name.upper()
+        if key in env and env[key] != "":
+            values[name] = env[key]
+            sources[name] = f"env {key}"
+    known = {"KB_" + n.upper() for n in names} | set(OTHER_ENV)
+    unknown = tuple(sorted(k for k in env if k.startswith("KB_") and k not in known))
+    settings = _validated(Settings(**_coerce(values)), sources, loaded)
+    return Loaded(settings, loaded, path, sources, unknown)
+
+
+def unknown_env_warning(name: str) -> str:
+    """The warning for a KB_* variable that names no setting, with the likeliest meant one."""
+    names = ["KB_" + f.name.upper() for f in dataclasses.fields(Settings)] + list(OTHER_ENV)
+    return f"{name} is not a kb setting, ignored{_suggest(name, names)}"
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    """'; did you mean x?' for the closest choice, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 _TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
@@ -231,37 +280,67 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _validated(s: Settings) -> Settings:
-    if s.chunk_tokens < 16:
-        raise ConfigError(f"chunk_tokens must be at least 16 (got {s.chunk_tokens})")
-    if not 0 <= s.chunk_overlap < s.chunk_tokens // 2 + 1:
-        raise ConfigError(f"chunk_overlap must be between 0 and half of chunk_tokens (got {s.chunk_overlap})")
-    if s.embed_backend not in EMBED_BACKENDS:
-        raise ConfigError(f"embed_backend must be one of {', '.join(EMBED_BACKENDS)} (got {s.embed_backend!r})")
-    if s.llm_convert not in ("auto", "off", "f16", "q8_0"):
-        raise ConfigError(f"llm_convert must be auto, off, f16 or q8_0 (got {s.llm_convert!r})")
-    if s.vector_index not in ("auto", "flat", "ivf"):
-        raise ConfigError(f"vector_index must be auto, flat or ivf (got {s.vector_index!r})")
-    if s.exact_search_max < 0 or s.ivf_nprobe < 0 or s.n_batch < 32:
-        raise ConfigError("exact_search_max and ivf_nprobe must be >= 0, and n_batch >= 32")
-    if s.search_mode not in ("hybrid", "dense", "keyword"):
-        raise ConfigError(f"search_mode must be hybrid, dense or keyword (got {s.search_mode!r})")
+def _where(source: str, file: Path | None) -> str:
+    if source == "file":
+        return f", from {file}" if file else ", from the config file"
+    if source == "flag":
+        return ", from the command line"
+    if source.startswith("env "):
+        return f", from {source[4:]}"
+    return ""
+
+
+_CHOICES = {
+    "embed_backend": EMBED_BACKENDS,
+    "llm_convert": ("auto", "off", "f16", "q8_0"),
+    "vector_index": ("auto", "flat", "ivf"),
+    "search_mode": ("hybrid", "dense", "keyword"),
+    "pdf_engine": ("auto", "pdfium", "pypdf"),
+    "ocr": ("auto", "off", "always"),
+}
+# (setting, lowest, highest or None): each value is checked on its own, so a message names one.
+_RANGES: tuple[tuple[str, float, float | None], ...] = (
+    ("chunk_tokens", 16, None),
+    ("embed_batch", 1, None),
+    ("threads", 1, None),
+    ("n_ctx", 256, None),
+    ("n_batch", 32, None),
+    ("exact_search_max", 0, None),
+    ("ivf_nprobe", 0, None),
+    ("top_k", 1, None),
+    ("max_answer_tokens", 1, None),
+    ("evidence_tokens", 64, None),
+    ("extractive_sentences", 1, None),
+    ("rerank_sentences", 0, None),
+    ("temperature", 0, None),
+    ("min_relevance", 0, 1),
+    ("min_answerability", 0, 1),
+    ("max_file_mb", 0, None),
+    ("parse_timeout", 0.1, None),
+    ("parse_workers", 1, None),
+    ("ocr_dpi", 200, 600),
+    ("ocr_page_timeout", 0, None),
+)
+
+
+def _validated(s: Settings, sources: dict[str, str] | None = None, file: Path | None = None) -> Settings:
+    """`s` if every value is usable; else a ConfigError naming the first wrong one and where it came from."""
+    sources = sources or {}
+
+    def bad(name: str, rule: str) -> ConfigError:
+        return ConfigError(f"{name} {rule} (got {getattr(s, name)!r}{_where(sources.get(name, ''), file)})")
+
+    for name, choices in _CHOICES.items():
+        if getattr(s, name) not in choices:
+            raise bad(name, f"must be one of {', '.join(choices)}")
+    for name, low, high in _RANGES:
+        value = getattr(s, name)
+        if value < low or (high is not None and value > high):
+            if high is not None:
+                raise bad(name, f"must be between {low:g} and {high:g}")
+            raise bad(name, f"must be at least {low:g}")
+    if not 0 <= s.chunk_overlap <= s.chunk_tokens // 2:
+        raise bad("chunk_overlap", f"must be between 0 and half of chunk_tokens ({s.chunk_tokens // 2})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:
-        raise ConfigError(f"parse_memory_mb must be 0 (no cap) or at least 256 (got {s.parse_memory_mb})")
-    if s.pdf_engine not in ("auto", "pdfium", "pypdf"):
-        raise ConfigError(f"pdf_engine must be auto, pdfium or pypdf (got {s.pdf_engine!r})")
-    if s.ocr not in ("auto", "off", "always"):
-        raise ConfigError(f"ocr must be auto, off or always (got {s.ocr!r})")
-    if not 200 <= s.ocr_dpi <= 600 or s.ocr_page_timeout < 0:
-        raise ConfigError("ocr_dpi must be between 200 and 600, and ocr_page_timeout 0 (no limit) or more")
-    if s.parse_workers < 1:
-        raise ConfigError(f"parse_workers must be at least 1 (got {s.parse_workers})")
-    if s.rerank_sentences < 0:
-        raise ConfigError(f"rerank_sentences must be 0 or more (got {s.rerank_sentences})")
-    if s.extractive_sentences < 1:
-        raise ConfigError(f"extractive_sentences must be at least 1 (got {s.extractive_sentences})")
-    if s.evidence_tokens < 64:
-        raise ConfigError(f"evidence_tokens must be at least 64 (got {s.evidence_tokens})")
-    if s.top_k < 1 or s.threads < 1 or s.n_ctx < 256:
-        raise ConfigError("top_k and threads must be >= 1 and n_ctx >= 256")
+        raise bad("parse_memory_mb", "must be 0 (no cap) or at least 256")
     return s

@@ -233,3 +233,16 @@ def load_embedder(
         if backend != "auto":
             raise
         return reference  # a model the ONNX path cannot run (e.g. an extra Dense layer): PyTorch
+
+
+def needs_preparation(embedder: Embedder) -> bool:
+    """Whether the first embedding will first export the model to ONNX (15-30 s, once per model and machine)."""
+    check = getattr(embedder, "needs_export", None)
+    return bool(check and check())
+
+
+def prepare(embedder: Embedder) -> None:
+    """Make the one-time ONNX export now rather than inside the first embedding call."""
+    step = getattr(embedder, "prepare", None)
+    if step:
+        step()

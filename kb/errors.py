@@ -35,3 +35,7 @@ class InputError(KBError):
 
 class KBDamaged(KBError):
     """The knowledge-base folder is damaged in a way `kb repair` or `kb rebuild` must fix first."""
+
+
+class KBEmpty(KBError):
+    """The knowledge base holds no documents, so there is nothing to search or answer from."""

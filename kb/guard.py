@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from kb.verify import Span, split_sentences
+from kb.text import Span, split_sentences
 
 _INJECTION = re.compile(
     r"""(
@@ -40,4 +40,13 @@ def sanitize(text: str) -> str:
         out.append(PLACEHOLDER)
         pos = s.end
     out.append(text[pos:])
+    return "".join(out)
+
+
+def mask(text: str) -> str:
+    """The text with instruction-like sentences blanked out, same length: what is checked as
+    evidence, with offsets that still point into the original."""
+    out = list(text)
+    for s in injection_spans(text):
+        out[s.start : s.end] = " " * (s.end - s.start)
     return "".join(out)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.discover import discover, unreadable_folder
+from ingest.discover import IGNORE_FILE, discover, read_ignore, unreadable_folder
 from ingest.formats import SUPPORTED
 from ingest.image import OCR_OFF_REASON
 from kb.config import Settings
 from kb.errors import InputError
 from kb.isolation import PARSE_NICE, ParsedChunks, ParseJob, ParsePool, parse_and_chunk
 from kb.knowledge import KnowledgeBase
-from kb.store import DocumentRow
+from kb.store import DocumentRow, UnreadFile
 
 STATUSES = ("added", "updated", "moved", "unchanged", "removed", "skipped", "failed")
 STAGES = ("parse", "chunk", "embed", "store", "wait")
@@ -45,6 +45,7 @@ class FileResult:
     # member) and rows indexed per sheet (ParsedDocument.warnings).
     notes: tuple[str, ...] = ()
     pages: int = 0  # pages of a PDF parsed (0 for formats without pages)
+    known: bool = False  # a failure seen before on this same, unchanged file: not tried again
 
 
 @dataclass
@@ -66,6 +67,11 @@ class IngestReport:
     def failed(self) -> list[FileResult]:
         """Files that could not be ingested."""
         return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def new_failures(self) -> list[FileResult]:
+        """Failures not seen before on the same, unchanged file."""
+        return [r for r in self.failed if not r.known]
 
     def summary(self) -> dict[str, int]:
         """Counts per status."""
@@ -108,6 +114,13 @@ def embedding_text(title: str, heading_path: tuple[str, ...], text: str) -> str:
     return f"{context}\n{text}" if context else text
 
 
+def require_paths(paths: Sequence[Path]) -> None:
+    """Raise InputError naming the first path that does not exist (before anything is created)."""
+    for p in paths:
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder")
+
+
 def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult]]:
     """(files to consider, folders whose vanished documents should be removed, a failure for
     each folder below them that could not be listed)."""
@@ -118,9 +131,8 @@ def _targets(paths: list[Path]) -> tuple[list[Path], list[Path], list[FileResult
     def cannot_list(folder: Path, exc: OSError) -> None:
         unreadable.append(FileResult(str(folder), "failed", unreadable_folder(exc)))
 
+    require_paths(paths)
     for p in paths:
-        if not p.exists():
-            raise InputError(f"{p}: no such file or folder")
         p = p.resolve()
         if p.is_dir():
             folders.append(p)
@@ -140,6 +152,14 @@ class _Parse:
     is_update: bool
 
 
+# Parses, chunks and embeds the planned files elsewhere (kb/distributed.py): given the files and
+# how to make each one's ParseJob, it yields (file, parsed chunks or failure reason, vectors).
+Engine = Callable[
+    [KnowledgeBase, list[_Parse], Callable[[_Parse], ParseJob]],
+    Iterator[tuple[_Parse, ParsedChunks | str, np.ndarray | None]],
+]
+
+
 def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
     # Size and mtime alone miss a file replaced by another of the same size and mtime (cp -p,
     # coarse clocks); the status-change time and inode change on any replacement and cannot be
@@ -154,12 +174,18 @@ def _unchanged_by_stat(old: DocumentRow, st: os.stat_result) -> bool:
 
 
 def _classify(
-    settings: Settings, stored: Mapping[str, DocumentRow], files: list[Path], vanished: dict[str, DocumentRow]
+    settings: Settings,
+    stored: Mapping[str, DocumentRow],
+    files: list[Path],
+    vanished: dict[str, DocumentRow],
+    known: Mapping[str, UnreadFile] | None = None,
 ) -> Iterator[FileResult | _Parse | tuple[str, str, os.stat_result, FileResult]]:
     """Decide what each file needs: a final result, a ("touch"|"move", old path, stat, result), or a parse.
 
-    Pops moved documents from `vanished`; what is left there afterwards is to be removed.
+    Pops moved documents from `vanished`; what is left there afterwards is to be removed. A file
+    in `known` that failed before and is unchanged since is reported as that failure, not tried again.
     """
+    known = known or {}
     vanished_by_hash: dict[str, list[str]] = {}
     for p, d in sorted(vanished.items()):
         vanished_by_hash.setdefault(d.sha256, []).append(p)
@@ -170,6 +196,10 @@ def _classify(
             st = path.stat()
         except OSError as exc:
             yield FileResult(key, "failed", f"cannot read ({exc.strerror})")
+            continue
+        seen = known.get(key)
+        if seen and seen.status == "failed" and seen.same_file(st.st_size, st.st_mtime, st.st_ctime_ns, st.st_ino):
+            yield FileResult(key, "failed", seen.reason, known=True)
             continue
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED:
@@ -237,15 +267,23 @@ def ingest(
     on_work: WorkProgress | None = None,
     dry_run: bool = False,
     isolate: bool = True,
+    engine: Engine | None = None,
+    retry_failed: bool = False,
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
 
     `progress` hears of every file; `on_work` of pages, passages and bytes as they are stored.
+    `engine` parses, chunks and embeds the files to (re)index elsewhere (kb/distributed.py, a
+    Ray cluster); None does it in this process. Planning and storing are the same either way.
+
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
-    report says what would happen; parse failures are only found by a real run.
+    report says what would happen; parse failures are only found by a real run. A file that
+    failed before and has not changed since is reported as a known failure without being read
+    again, unless `retry_failed`.
     """
+    known = {} if retry_failed else {u.path: u for u in kb.store.unread()}
     if dry_run:
-        return plan(kb.settings, kb.store.documents(), paths, progress=progress)
+        return plan(kb.settings, kb.store.documents(), paths, progress=progress, known=known)
     started = time.monotonic()
     settings = kb.settings
     # Load (or rebuild) the vector cache before the store changes, so it is updated, not
@@ -270,7 +308,7 @@ def ingest(
     for failure in unreadable:
         emit(failure, count=False)
     todo: list[_Parse] = []
-    for action in _classify(settings, stored, files, vanished):
+    for action in _classify(settings, stored, files, vanished, known):
         if isinstance(action, _Parse):
             todo.append(action)
             continue
@@ -283,7 +321,7 @@ def ingest(
             action = result
         emit(action)
 
-    buffer: list[tuple[_Parse, ParsedChunks]] = []
+    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None]] = []  # vectors None: embed here
     timings = report.timings
     bytes_total = sum(item.st.st_size for item in todo)
     tally = {"pages": 0, "passages": 0, "bytes": 0}
@@ -317,17 +355,20 @@ def ingest(
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
-        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p in buffer for c in p.chunks]
-        size = sum(job.st.st_size for job, _ in buffer)
+        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p, v in buffer if v is None for c in p.chunks]
+        size = sum(job.st.st_size for job, _, v in buffer if v is None)
         tick = time.monotonic()
         vectors = embed_in_steps(texts, str(buffer[-1][0].path), size) if texts else None
         timings["embed"] += time.monotonic() - tick
         offset = 0
-        for job, parsed in buffer:
+        for job, parsed, given in buffer:
             tick = time.monotonic()
             n = len(parsed.chunks)
-            vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
-            offset += n
+            if given is not None:  # embedded by the engine's worker
+                vecs = given
+            else:
+                vecs = vectors[offset : offset + n] if vectors is not None else np.zeros((0, kb.manifest.dim))
+                offset += n
             # One transaction per file: a crash keeps every file stored before it, whole.
             removed, added = kb.store.replace_document(
                 path=str(job.path),
@@ -356,14 +397,18 @@ def ingest(
             tell_work()
         buffer.clear()
 
-    parsed_files = _parse_all(kb, todo, isolate)
+    outcomes: Iterator[tuple[_Parse, ParsedChunks | str, np.ndarray | None]]
+    if engine is None:
+        outcomes = ((item, parsed, None) for item, parsed in _parse_all(kb, todo, isolate))
+    else:
+        outcomes = engine(kb, todo, _job_maker(kb))
     while True:
         tick = time.monotonic()
-        got = next(parsed_files, None)
+        got = next(outcomes, None)
         timings["wait"] += time.monotonic() - tick
         if got is None:
             break
-        job, parsed = got
+        job, parsed, given = got
         if isinstance(parsed, str) or not parsed.chunks:
             reason = parsed if isinstance(parsed, str) else "no text to index"
             if job.is_update:
@@ -374,8 +419,8 @@ def ingest(
             continue
         timings["parse"] += parsed.parse_seconds
         timings["chunk"] += parsed.chunk_seconds
-        buffer.append((job, parsed))
-        if sum(len(p.chunks) for _, p in buffer) >= settings.embed_batch * 4:
+        buffer.append((job, parsed, given))
+        if sum(len(p.chunks) for _, p, v in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
             flush()
     flush()
 
@@ -383,23 +428,59 @@ def ingest(
         kb.vectors.remove(kb.store.remove_document(old_path))
         emit(FileResult(old_path, "removed"), count=False)
     kb.save_vectors()
+    _remember_unread(kb, report, files, folders, unreadable)
     report.seconds = time.monotonic() - started
     return report
 
 
+def _remember_unread(
+    kb: KnowledgeBase, report: IngestReport, files: list[Path], folders: list[Path], unreadable: list[FileResult]
+) -> None:
+    """Keep the files that failed or were skipped in the store (`kb status --failed`), with their stat, so
+    an unchanged failure is known next time; forget those indexed now or gone from an ingested folder.
+    Folders that could not be listed are not kept: they are reported again every run."""
+    seen = []
+    forget: set[str] = set()
+    folder_failures = {r.path for r in unreadable}
+    for r in report.results:
+        if r.status in ("failed", "skipped") and r.path not in folder_failures:
+            try:
+                st = os.stat(r.path)
+            except OSError:
+                continue
+            seen.append((r.path, r.status, r.reason, st.st_size, st.st_mtime, st.st_ctime_ns, st.st_ino))
+        elif r.status not in ("failed", "skipped"):
+            forget.add(r.path)
+            if r.moved_from:
+                forget.add(r.moved_from)
+    present = {str(f) for f in files}
+    hidden = [Path(p) for p in folder_failures]
+    for u in kb.store.unread():
+        inside = any(Path(u.path).is_relative_to(folder) for folder in folders)
+        if inside and u.path not in present and not any(Path(u.path).is_relative_to(h) for h in hidden):
+            forget.add(u.path)  # deleted, or now ignored by .kbignore
+    kb.store.update_unread(seen, forget)
+
+
 def plan(
-    settings: Settings, documents: list[DocumentRow], paths: list[Path], *, progress: Progress | None = None
+    settings: Settings,
+    documents: list[DocumentRow],
+    paths: list[Path],
+    *,
+    progress: Progress | None = None,
+    known: Mapping[str, UnreadFile] | None = None,
 ) -> IngestReport:
     """What `ingest` would do, without parsing or writing anything (`kb ingest --dry-run`).
 
-    `documents` are the stored ones (empty for a knowledge base not created yet).
+    `documents` are the stored ones (empty for a knowledge base not created yet); `known`, the
+    files that failed or were skipped before.
     """
     started = time.monotonic()
     files, folders, unreadable = _targets(paths)
     stored = {d.path: d for d in documents}
     vanished = _vanished(stored, files, folders, unreadable)
     report = IngestReport(dry_run=True, results=list(unreadable))
-    for i, action in enumerate(_classify(settings, stored, files, vanished), start=1):
+    for i, action in enumerate(_classify(settings, stored, files, vanished, known), start=1):
         if isinstance(action, _Parse):
             result = FileResult(str(action.path), "updated" if action.is_update else "added")
         elif isinstance(action, tuple):
@@ -476,9 +557,35 @@ def remove(kb: KnowledgeBase, paths: list[Path | str], *, dry_run: bool = False)
     return out
 
 
-def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
-    """Parsed files: by parallel workers, fed in order and handed back as each finishes, so
-    parsing runs ahead of (and beside) embedding; inline, one by one, without isolation."""
+def ignore_paths(paths: Sequence[Path | str]) -> list[tuple[Path, str]]:
+    """Add each existing file or folder to the .kbignore of the folder holding it, so that ingesting
+    that folder leaves it out; returns (.kbignore file, pattern) for each pattern added."""
+    added = []
+    for given in paths:
+        p = Path(given).expanduser().resolve()
+        if not p.exists() or p.parent == p:
+            continue
+        pattern = f"{_glob_escape(p.name)}/" if p.is_dir() else _glob_escape(p.name)
+        if pattern in read_ignore(p.parent):
+            continue
+        target = p.parent / IGNORE_FILE
+        try:
+            text = target.read_text(encoding="utf-8") if target.exists() else ""
+            with target.open("a", encoding="utf-8") as fh:
+                fh.write(("" if not text or text.endswith("\n") else "\n") + pattern + "\n")
+        except OSError as exc:
+            raise InputError(f"{target}: cannot write ({exc.strerror})") from exc
+        added.append((target, pattern))
+    return added
+
+
+def _glob_escape(name: str) -> str:
+    """A file name as a .kbignore glob that matches only that name."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _job_maker(kb: KnowledgeBase) -> Callable[[_Parse], ParseJob]:
+    """What a parse worker (local or remote) is told about a file."""
     settings = kb.settings
     tok_file = kb.embedder.tokenizer_file
 
@@ -495,6 +602,14 @@ def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator
             ocr_page_timeout=settings.ocr_page_timeout,
         )
 
+    return job
+
+
+def _parse_all(kb: KnowledgeBase, todo: list[_Parse], isolate: bool) -> Iterator[tuple[_Parse, ParsedChunks | str]]:
+    """Parsed files: by parallel workers, fed in order and handed back as each finishes, so
+    parsing runs ahead of (and beside) embedding; inline, one by one, without isolation."""
+    settings = kb.settings
+    job = _job_maker(kb)
     if not isolate:
         from ingest.errors import ParseError
 

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
-from kb.errors import KBDamaged, KBLocked, KBNotFound, ManifestMismatch
+from kb.errors import KBDamaged, KBEmpty, KBLocked, KBNotFound, ManifestMismatch
 from kb.store import Store
 from kb.vectors import IndexPolicy, VectorIndex
 
@@ -108,6 +108,16 @@ class KnowledgeBase:
                 )
             # Written after the store exists: a folder with a manifest is a knowledge base.
             write_manifest(self.folder, wanted)
+
+    def require_documents(self) -> None:
+        """Raise KBEmpty, saying how to fill it, when the knowledge base holds no documents."""
+        if self.store.counts()["documents"]:
+            return
+        unread = self.store.unread_counts()
+        why = ""
+        if unread["failed"] or unread["skipped"]:
+            why = f" ({unread_summary(unread)}: `kb status --failed`)"
+        raise KBEmpty(f"the knowledge base at {self.folder} is empty{why}; add documents with `kb ingest FOLDER`")
 
     @property
     def vectors(self) -> VectorIndex:
@@ -225,3 +235,18 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 def kb_exists(folder: Path) -> bool:
     """Whether a knowledge base has been created in this folder."""
     return (folder / MANIFEST_FILE).is_file()
+
+
+def unread_summary(counts: dict[str, int]) -> str:
+    """'3 files could not be read, 1 file was skipped (unsupported type)' from Store.unread_counts(); '' if none."""
+
+    def files(n: int) -> str:
+        return f"{n} file{'' if n == 1 else 's'}"
+
+    parts = []
+    if counts.get("failed"):
+        parts.append(f"{files(counts['failed'])} could not be read")
+    if counts.get("skipped"):
+        verb = "was" if counts["skipped"] == 1 else "were"
+        parts.append(f"{files(counts['skipped'])} {verb} skipped (unsupported type)")
+    return ", ".join(parts)

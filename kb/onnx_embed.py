@@ -406,6 +406,21 @@ class OnnxEmbedder:
         """The folder of the ONNX files, exported on first use."""
         return ensure_export(self.path, self.reference.fingerprint, self._cache_root)
 
+    def needs_export(self) -> bool:
+        """Whether the first embedding will first export the model (15-30 s, once per model and machine)."""
+        if self._use_reference:
+            return False
+        return not (export_dir(self.reference.fingerprint, self._cache_root) / META_FILE).is_file()
+
+    def prepare(self) -> None:
+        """Make the export now; a model the ONNX path cannot run falls back to PyTorch under `auto`, as in `embed`."""
+        try:
+            self.export_folder()
+        except ExportError:
+            if self.runtime != "auto":
+                raise
+            self._use_reference = True
+
     def runtime_for(self, n_texts: int) -> str:
         """Which runtime embeds a call of n_texts texts."""
         if self.runtime != "auto":

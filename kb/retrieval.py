@@ -9,6 +9,7 @@ import numpy as np
 
 from kb.knowledge import KnowledgeBase
 from kb.store import ChunkRow
+from kb.text import STOPWORDS
 
 MODES = ("hybrid", "dense", "keyword")
 FUSIONS = ("score", "rrf")
@@ -17,16 +18,6 @@ RRF_K = 60
 # and confirmed on the other half (docs/retrieval.md); 0.5-0.7 are all within 0.005 nDCG@10.
 DENSE_WEIGHT = 0.6
 
-# Words that carry no meaning for keyword matching; dropping them keeps OR-queries selective.
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers herself him himself his how i if in into is it its itself just me more most my
-    myself no nor not of off on once only or other our ours ourselves out over own same she should so some
-    such than that the their theirs them themselves then there these they this those through to too under
-    until up very was we were what when where which while who whom why will with would you your yours
-    yourself yourselves tell please know many much us""".split()  # noqa: SIM905 - a word list reads better
-)
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

@@ -8,6 +8,7 @@ state, never a mix. The FAISS file is a cache derived from the vectors stored he
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -56,6 +57,17 @@ CREATE TABLE IF NOT EXISTS chunks (
     extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    mtime REAL NOT NULL DEFAULT 0,
+    ctime_ns INTEGER NOT NULL DEFAULT 0,
+    inode INTEGER NOT NULL DEFAULT 0,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
 """
 _FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -80,6 +92,26 @@ class DocumentRow:
     ingested_at: float
     ctime_ns: int = 0  # status-change time and inode seen at ingest: any replacement of the file changes them
     inode: int = 0
+
+
+@dataclass(frozen=True)
+class UnreadFile:
+    """A file an ingest met but did not index: one that failed (status "failed": it cannot be
+    read) or one of a type kb does not read ("skipped"), as it was when last seen."""
+
+    path: str
+    status: str
+    reason: str
+    size: int
+    mtime: float
+    ctime_ns: int
+    inode: int
+    first_seen: float
+    last_seen: float
+
+    def same_file(self, size: int, mtime: float, ctime_ns: int, inode: int) -> bool:
+        """Whether a file with this stat is the one seen then, unchanged (any rewrite changes ctime)."""
+        return (self.size, self.mtime, self.ctime_ns, self.inode) == (size, mtime, ctime_ns, inode) and inode != 0
 
 
 @dataclass(frozen=True)
@@ -354,6 +386,37 @@ class Store:
         self.db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         return ids
 
+    # --- files that were not indexed ---------------------------------------------------------
+    def unread(self) -> list[UnreadFile]:
+        """Files that failed or were skipped when last seen, by path (failures table)."""
+        rows = self.db.execute(
+            "SELECT path, status, reason, size, mtime, ctime_ns, inode, first_seen, last_seen"
+            " FROM failures ORDER BY path"
+        ).fetchall()
+        return [UnreadFile(*r) for r in rows]
+
+    def unread_counts(self) -> dict[str, int]:
+        """How many files failed, and how many were skipped, when last seen."""
+        rows = dict(self.db.execute("SELECT status, count(*) FROM failures GROUP BY status").fetchall())
+        return {"failed": int(rows.get("failed", 0)), "skipped": int(rows.get("skipped", 0))}
+
+    def update_unread(self, seen: Sequence[tuple[str, str, str, int, float, int, int]], forget: Iterable[str]) -> None:
+        """Record files seen failing or skipped, (path, status, reason, size, mtime, ctime_ns, inode), and
+        forget others (indexed now, or gone), in one transaction. The chunk set is not touched."""
+        now = time.time()
+        with self._transaction():
+            self.db.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in forget])
+            for path, status, reason, size, mtime, ctime_ns, inode in seen:
+                self.db.execute(
+                    "INSERT INTO failures(path, status, reason, size, mtime, ctime_ns, inode, first_seen, last_seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET status = excluded.status,"
+                    " reason = excluded.reason, size = excluded.size, mtime = excluded.mtime,"
+                    " ctime_ns = excluded.ctime_ns, inode = excluded.inode, last_seen = excluded.last_seen,"
+                    " first_seen = CASE WHEN failures.reason = excluded.reason THEN failures.first_seen"
+                    " ELSE excluded.first_seen END",
+                    (path, status, reason, size, mtime, ctime_ns, inode, now, now),
+                )
+
     @contextmanager
     def snapshot(self) -> Iterator[None]:
         """A read transaction: every query inside sees one consistent state, whatever writers do."""
@@ -454,6 +517,24 @@ class Store:
             "chunks": self.chunk_count(),
             "keyword_entries": one("SELECT count(*) FROM chunks_fts"),
         }
+
+    def phrase_documents(self, phrase: str, *, prefix: bool = False) -> int:
+        """How many documents hold the words of `phrase` in a row (FTS5 stemming; with `prefix`, the
+        last word may be the start of a longer one: "Mac" finds "macOS")."""
+        words = " ".join(re.findall(r"\w+", phrase))
+        if not words:
+            return 0
+        match = '"' + words + '"' + ("*" if prefix else "")
+        row = self.db.execute(
+            "SELECT count(DISTINCT c.doc_id) FROM chunks_fts f JOIN chunks c ON c.id = f.rowid"
+            " WHERE chunks_fts MATCH ?",
+            (match,),
+        ).fetchone()
+        return int(row[0])
+
+    def document_count(self) -> int:
+        """Number of documents stored."""
+        return int(self.db.execute("SELECT count(*) FROM documents").fetchone()[0])
 
     def term_matches(self, term: str, ids: Sequence[int]) -> tuple[int, set[int]]:
         """For one word: how many chunks contain it (FTS5 stemming), and which of `ids` do."""

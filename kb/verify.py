@@ -1,168 +1,200 @@
-"""Checking claims against passages: sentence splitting, lexical support, best quotes. Pure functions."""
+"""Checking claims against passages: lexical support, citations and best quotes. Pure functions
+over the text primitives of kb.text."""
 
 from __future__ import annotations
 
-import itertools
 import re
-from dataclasses import dataclass
 
-from kb.retrieval import STOPWORDS
+from kb.text import Span, canonical_number, content_terms, normalize, number_words, numbers, split_sentences
 
-# Titles, Latin abbreviations and initials end with a period but not a sentence ("Dr. Weber",
-# "Smith et al. (2019)", "e.g. Windows", "J. Smith", "U.S. Army").
-_NOT_END = "".join(
-    rf"(?<!\b{a})"
-    for a in (
-        r"Dr\.",
-        r"Mr\.",
-        r"Mrs\.",
-        r"Ms\.",
-        r"Prof\.",
-        r"St\.",
-        r"vs\.",
-        r"al\.",
-        r"e\.g\.",
-        r"i\.e\.",
-        r"cf\.",
-        r"Fig\.",
-        r"approx\.",
-        r"[A-Z]\.",
-    )
-)
-_SENT_END = re.compile(rf"(?<=[.!?]){_NOT_END}[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n\s*\n|\n(?=\s*[-*•]\s)|\n(?=#)")
-_WORD = re.compile(r"[^\W_]+(?:[.,:/-][^\W_]+)*", re.UNICODE)
-_NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 # "[1]", "[1, 2]", and the "[Source 1]" / "[source 2; 3]" some instruction-tuned models write.
-_CITE = re.compile(r"\[(?:sources?\s*)?(\d+(?:\s*[,;]\s*(?:sources?\s*)?\d+)*)\]", re.IGNORECASE)
+_CITE = re.compile(
+    r"\[(?:(?:sources?|documents?|doc)\s*)?(\d+(?:\s*[,;]\s*(?:(?:sources?|documents?)\s*)?\d+)*)\]", re.I
+)
 _CITE_AND_SPACE = re.compile(r"\s*" + _CITE.pattern, re.IGNORECASE)
+# How models name the documents they read in prose: "Based on the information provided in Document 1, ...",
+# "According to documents 2 and 3, ...", "... (Document 2)." The numbers are citations, not claims.
+_NAMED = r"(?:the\s+)?(?:documents?|sources?|passages?|context)(?:\s+(?P<ids>\d+(?:\s*(?:,|and|&)\s*\d+)*))?"
+_LEAD_IN = re.compile(
+    r"^(?:(?:according\s+to|based\s+on|as\s+(?:stated|mentioned|described|shown)\s+in|from|in)\s+"
+    r"(?:the\s+)?(?:information|details?|text)?\s*(?:(?:provided|given|found)\s+)?(?:in\s+)?"
+    + _NAMED
+    + r"(?:\s+(?:provided|given))?\s*[,:]\s*)",
+    re.I,
+)
+_PAREN = re.compile(r"\s*\((?:see\s+|from\s+|in\s+)?" + _NAMED + r"\)", re.I)
+_TRAIL = re.compile(
+    r",?\s+(?:according\s+to|as\s+(?:stated|mentioned)\s+in|in)\s+" + _NAMED + r"(?=\s*[.!]?\s*$)", re.I
+)
 
 
-@dataclass(frozen=True)
-class Span:
-    """A piece of text with its character offsets in the text it was cut from."""
-
-    text: str
-    start: int
-    end: int
-
-
-_LINE = re.compile(r"[^\n]*(?:\n|$)")
-
-
-def _line_breaks(text: str, a: int, b: int) -> list[int]:
-    """Offsets inside text[a:b] where a heading-like or table-row line ends.
-
-    Text from PDFs and tables arrives with headings glued to the next sentence ("Annual
-    Leave\nEntitlement\nFull-time employees ..."). A short line without closing punctuation
-    followed by a line that starts a new thought is cut off as its own unit; a wrapped line
-    of running text (the next line starts in lower case) is left alone.
-    """
-    cuts = []
-    lines = [(m.start() + a, m.group()) for m in _LINE.finditer(text[a:b]) if m.group()]
-    for (start, line), (_, nxt) in itertools.pairwise(lines):
-        body = line.strip()
-        if not body or not nxt.strip():
-            continue
-        short = len(body.split()) <= 6 or "|" in body
-        if (
-            short
-            and body[-1] not in ".,;:"
-            and (nxt.lstrip()[:1].isupper() or nxt.lstrip()[:1].isdigit() or "|" in nxt)
-        ):
-            cuts.append(start + len(line))
-    return cuts
-
-
-def split_sentences(text: str) -> list[Span]:
-    """Sentences (and list items, headings, table rows) with offsets; whitespace trimmed."""
-    bounds, pos = [], 0
-    for m in _SENT_END.finditer(text):
-        bounds.append((pos, m.start()))
-        pos = m.end()
-    bounds.append((pos, len(text)))
-    spans: list[tuple[int, int]] = []
-    for a, b in bounds:
-        edges = [a, *_line_breaks(text, a, b), b]
-        spans.extend(itertools.pairwise(edges))
-    out = []
-    for a, b in spans:
-        seg = text[a:b]
-        lead = len(seg) - len(seg.lstrip())
-        seg = seg.strip()
-        if seg:
-            out.append(Span(seg, a + lead, a + lead + len(seg)))
-    return out
-
-
-def _stem(word: str) -> str:
-    w = word.lower()
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(w) > len(suffix) + 3 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
-
-
-def content_terms(text: str) -> set[str]:
-    """Lower-cased, lightly stemmed words that carry meaning."""
-    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in STOPWORDS}
-
-
-def content_words(text: str) -> dict[str, str]:
-    """Each content term of `content_terms`, with the first word of the text it comes from."""
-    out: dict[str, str] = {}
-    for w in _WORD.findall(text):
-        if w.lower() not in STOPWORDS:
-            out.setdefault(_stem(w), w.lower())
-    return out
-
-
-def numbers(text: str) -> set[str]:
-    """Numbers as written (thousand separators removed), for exact matching."""
-    return {n.replace(",", "") for n in _NUMBER.findall(text)}
+def _ids(raw: str | None) -> list[int]:
+    return [int(x) for x in re.findall(r"\d+", raw or "")]
 
 
 def parse_citations(text: str, valid: set[int]) -> tuple[str, list[int]]:
-    """Strip [n] / [n, m] / [Source n] markers from a sentence; return (clean text, valid ids in order)."""
+    """Strip citation markers from a sentence ([n], [n, m], [Source n], and prose such as "According
+    to Document 2, ..." or "(Document 1)"); return (clean text, valid ids in order)."""
     ids: list[int] = []
+
+    def note(found: list[int]) -> None:
+        ids.extend(n for n in found if n in valid and n not in ids)
+
     for m in _CITE.finditer(text):
-        for part in re.split(r"[,;]", m.group(1)):
-            n = int(re.sub(r"\D", "", part))
-            if n in valid and n not in ids:
-                ids.append(n)
+        note(_ids(m.group(1)))
     clean = _CITE_AND_SPACE.sub("", text).strip()
+    for pattern in (_LEAD_IN, _PAREN, _TRAIL):
+        for m in pattern.finditer(clean):
+            note(_ids(m.group("ids")))
+        clean = pattern.sub("", clean).strip()
+    if clean[:1].islower():
+        clean = clean[0].upper() + clean[1:]
     return clean, ids
 
 
-def support(claim: str, passage: str) -> float:
-    """How well a passage backs a claim, 0-1: share of the claim's content words it contains.
+# A figure with a scale word ("$1.8 billion", "2.7 bn") matches a table's figure in thousands or
+# millions ("1,834" in a statement "in millions") when it rounds to it at the claim's precision.
+_SCALED = re.compile(r"(\d+(?:[.,]\d+)*)\s*(thousand|million|billion|trillion|bn|mn|m|k)\b", re.IGNORECASE)
+_SCALE = {"thousand": 1e3, "k": 1e3, "million": 1e6, "mn": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "trillion": 1e12}
+
+
+def _scaled_numbers(claim: str) -> dict[str, tuple[float, float]]:
+    """Claim numbers written with a scale word: canonical form -> (value, half a unit of its last digit)."""
+    out = {}
+    for m in _SCALED.finditer(normalize(claim)):
+        raw = m.group(1).replace(",", "")
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        decimals = len(raw.split(".")[1]) if "." in raw else 0
+        scale = _SCALE[m.group(2).lower()]
+        out[canonical_number(m.group(1))] = (value * scale, 0.5 * 10**-decimals * scale)
+    return out
+
+
+def unbacked_numbers(claim: str, passage: str) -> set[str]:
+    """The numbers a claim states in digits that the passage does not: not written the same way
+    (`canonical_number`), not spelled out ("6" for "six"), and not the same figure at another scale
+    ("1.8 billion" for "1,834" millions)."""
+    wanted = numbers(claim)
+    if not wanted:
+        return set()
+    have = numbers(passage) | number_words(passage)
+    missing = wanted - have
+    if missing:
+        scaled = _scaled_numbers(claim)
+        values = [float(n) for n in have if re.fullmatch(r"\d+(?:\.\d+)?", n)]
+        for n in list(missing):
+            if n in scaled:
+                value, tol = scaled[n]
+                if any(abs(v * k - value) <= tol for v in values for k in (1.0, 1e3, 1e6, 1e9)):
+                    missing.discard(n)
+    return missing
+
+
+ECHO_WEIGHT = 0.5  # weight of a claim's word that repeats the question (see joint_support)
+
+# Words that compare or conclude: an answer that rests on two passages ("X is older than Y",
+# "Yes, both are American") takes them from neither; they are not asked of the passages.
+RELATION_WORDS = frozenset(
+    content_terms(
+        "yes both neither either also older oldest younger youngest earlier earliest later latest first last "
+        "before after more most fewer fewest less least larger largest bigger biggest smaller smallest longer "
+        "longest shorter shortest taller tallest higher highest lower lowest greater greatest same different "
+        "than compared whereas while whereas"
+    )
+)
+
+
+def support(
+    claim: str,
+    passage: str,
+    excuse: frozenset[str] = frozenset(),
+    check_numbers: bool = True,
+    echoed: frozenset[str] = frozenset(),
+) -> float:
+    """How well a passage backs a claim, 0-1: share of the claim's content words it contains
+    (words in `excuse` are not asked of it).
 
     A number in the claim that the passage lacks makes the support 0: a wrong figure is the
-    most harmful kind of hallucination.
+    most harmful kind of hallucination. A number word of the claim ("six") counts as present when
+    the passage writes it in digits.
     """
-    claim_nums = numbers(claim)
-    if claim_nums - numbers(passage):
+    return joint_support(claim, [passage], excuse, check_numbers, echoed)
+
+
+def joint_support(
+    claim: str,
+    passages: list[str],
+    excuse: frozenset[str] = frozenset(),
+    check_numbers: bool = True,
+    echoed: frozenset[str] = frozenset(),
+) -> float:
+    """How well passages together back a claim: `support` over their union (a claim of two
+    passages, each holding its part). Without `check_numbers`, only words count (to rank the
+    passages that may back part of a claim). Words in `echoed` (the question's own, which an
+    answer repeats: "vacation days" asked, "annual leave" written) count half: what the claim adds
+    to the question is what must be backed."""
+    joined = "\n".join(passages)
+    if check_numbers and unbacked_numbers(claim, joined):
         return 0.0
-    terms = content_terms(claim)
+    terms = content_terms(claim) - excuse
+    if _scaled_numbers(claim):
+        terms -= set(_SCALE)  # "billion" is the scale of a figure that matched
     if not terms:
         return 0.0
-    return len(terms & content_terms(passage)) / len(terms)
+    have = content_terms(joined)
+    spelled = number_words(joined) | numbers(joined)
+    weight = {t: ECHO_WEIGHT if t in echoed else 1.0 for t in terms}
+    hit = sum(weight[t] for t in terms if t in have or t in spelled or (number_words(t) and number_words(t) <= spelled))
+    return hit / sum(weight.values())
 
 
-def local_support(claim: str, passage: str, window: int = 2) -> float:
+_ASKS = re.compile(r"(?i)(who|what|when|where|which|why|how|is|are|do|does|did|can|could|will|would|should|has|have)\b")
+
+
+def is_question(claim: str) -> bool:
+    """A claim phrased as a question (an echoed FAQ line) backs nothing; a statement that merely
+    ends with a question mark ("...from the original on 7 January?") is still a statement."""
+    stripped = claim.strip()
+    if stripped[:2].upper() == "Q:":
+        return True
+    return stripped.endswith("?") and bool(_ASKS.match(stripped))
+
+
+def windows(passage: str, size: int = 2) -> list[Span]:
+    """Runs of at most `size` consecutive sentences of a passage, as spans of it."""
+    sentences = split_sentences(passage) or [Span(passage, 0, len(passage))]
+    out = []
+    for i in range(len(sentences)):
+        for j in range(i, min(i + size, len(sentences))):
+            a, b = sentences[i].start, sentences[j].end
+            out.append(Span(passage[a:b], a, b))
+    return out
+
+
+def local_support(claim: str, passage: str, window: int = 2, excuse: frozenset[str] = frozenset()) -> float:
     """Like `support`, but the claim must be backed by at most `window` consecutive sentences.
 
     A claim stitched from words scattered over a passage (a figure from one sentence, the
     subject from another) is what a small model produces when it fails; a real answer is
     stated in one place. A claim phrased as a question backs nothing.
     """
-    stripped = claim.strip()
-    if stripped.endswith("?") or stripped[:2].upper() == "Q:":
-        return 0.0
-    sentences = split_sentences(passage) or [Span(passage, 0, len(passage))]
-    best = 0.0
-    for i in range(len(sentences)):
-        for j in range(i, min(i + window, len(sentences))):
-            best = max(best, support(claim, passage[sentences[i].start : sentences[j].end]))
+    return best_window(claim, passage, window, excuse)[0]
+
+
+def best_window(
+    claim: str, passage: str, window: int = 2, excuse: frozenset[str] = frozenset(), check_numbers: bool = True
+) -> tuple[float, Span | None]:
+    """The run of at most `window` sentences of the passage that backs the claim best, with its support."""
+    if is_question(claim):
+        return 0.0, None
+    best: tuple[float, Span | None] = (0.0, None)
+    for w in windows(passage, window):
+        score = support(claim, w.text, excuse, check_numbers)
+        if score > best[0]:
+            best = (score, w)
     return best
 
 

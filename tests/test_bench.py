@@ -33,3 +33,16 @@ def test_a_worker_runs_in_its_own_process_and_returns_figures():
     assert r["n"] == 3000 and r["rss_mb"] > 0
     assert 0.0 < r["ivf"]["by_nprobe"]["4"]["recall@10"] <= 1.0
     assert r["flat"]["bytes_per_vector"] >= 16 * 4
+
+
+def test_a_new_benchmark_module_is_found_by_its_file_alone(tmp_path, monkeypatch):
+    from bench.run import SECTIONS, modules
+
+    pkg = tmp_path / "mybench"
+    pkg.mkdir()
+    for name in SECTIONS:
+        (pkg / f"{name}.py").write_text(f"NAME = {name!r}\ndef run_section(o, tmp, res): pass\n")
+    (pkg / "ingest_pdf.py").write_text("NAME = 'ingest_pdf'\ndef run_section(o, tmp, res): pass\n")
+    (pkg / "helpers.py").write_text("X = 1\n")  # no run_section: not a benchmark
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert list(modules(pkg, "mybench")) == [*SECTIONS, "ingest_pdf"]

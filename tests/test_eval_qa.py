@@ -177,3 +177,60 @@ def test_thresholds_score_one_run_as_if_asked_at_each(tmp_path, monkeypatch):
     for key in ("answered_when_doc_present", "refusal_rate_doc_excluded", "evidence_recall", "citation_precision"):
         assert m[key] == plain[key] == mid[key]
     assert all(s is not None for s in scores)  # every non-refused answer carries its score
+
+
+def test_jsonl_with_several_gold_documents_and_gold_pages(tmp_path, monkeypatch):
+    """`docs` (several gold files) and `pages` are read, and the page hit, "all gold documents
+    cited" and the answer modes are reported."""
+    jl = tmp_path / "q.jsonl"
+    jl.write_text(
+        '{"id": "m", "question": "Q?", "answers": ["x"], "docs": ["a.md", "dir/b.md"]}\n'
+        '{"id": "p", "question": "R?", "doc": "c.pdf", "pages": [3, 4]}\n'
+        '{"id": "s", "question": "S?", "answer": "y", "file": "d.txt", "page": 2}\n'
+    )
+    multi, paged, single = load_qa(jl).items
+    assert multi.gold_docs == ("a.md", "b.md") and multi.doc == "a.md" and multi.pages == ()
+    assert paged.gold_docs == ("c.pdf",) and paged.pages == (3, 4) and paged.answerable
+    assert single.pages == (2,)
+
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0.05")
+    monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.3")
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for key, text in DOCS.items():
+        (corpus / f"{key}.txt").write_text(text)
+    questions = tmp_path / "multi.jsonl"
+    questions.write_text(
+        json.dumps({"question": QUESTIONS["leave"][0] + " " + QUESTIONS["travel"][0], "answers": ["28 days"],
+                    "docs": ["leave.txt", "travel.txt"]}) + "\n"
+        + json.dumps({"question": QUESTIONS["security"][0], "answers": ["14 characters"], "doc": "security.txt"}) + "\n"
+    )  # fmt: skip
+    args = ["eval", "qa", str(questions), "--corpus", str(corpus), "--holdout", "0", "--extractive",
+            "--kb", str(tmp_path / "kb"), "--json"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    m = json.loads(result.stdout)
+    assert m["gold_doc_cited"] == 1.0
+    assert m["all_gold_docs_cited"] in (0.0, 1.0)  # one question has two gold files: a share of one
+    assert m["gold_page_cited"] is None  # no question names pages
+    assert m["modes"]["extractive"] == 2 and m["unsupported_sentences_shown"] == 0
+
+
+def test_a_gold_page_is_hit_by_the_page_of_the_quote():
+    from kb.answer import Answer, Source
+    from kb.eval.qa import QAItem, QARecord
+    from kb.retrieval import Hit
+    from kb.store import ChunkRow
+    from kb.text import Span
+
+    text = "Revenue rose. Operating income was 6,098."
+    chunk = ChunkRow(1, 1, "/f/ADOBE.pdf", "", 0, text, 0, len(text), 53, 54, (), {"pages": [[0, 53], [14, 54]]})
+    item = QAItem("q", "Q?", (), "ADOBE.pdf", True, ("ADOBE.pdf",), (54,))
+    on_54 = Answer(
+        "Q?", "x", False, "extractive", sources=[Source(1, Hit(chunk, 1.0, 1), Span(text[14:], 14, len(text)))]
+    )
+    on_53 = Answer("Q?", "x", False, "extractive", sources=[Source(1, Hit(chunk, 1.0, 1), Span(text[:13], 0, 13))])
+    name = lambda p: p.rsplit("/", 1)[-1]
+    assert QARecord(item, False, on_54, 0.1).flags(name)["cites_gold_page"] is True
+    assert QARecord(item, False, on_53, 0.1).flags(name)["cites_gold_page"] is False

@@ -257,7 +257,7 @@ def test_cli_table(beir_dir, tmp_path, monkeypatch, fake_models):
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("tiny (train): 1 queries, 9 documents")
+    assert lines[0].startswith("tiny (train): 1 query, 9 documents")
     assert lines[1].split() == ["mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "queries/s"]
     assert [line.split()[0] for line in lines[2:5]] == ["dense", "keyword", "hybrid"]
     assert (tmp_path / "evkb" / "manifest.json").is_file()

@@ -74,8 +74,8 @@ def _chunk(path: str, page: int | None, heading: tuple[str, ...], extra: dict) -
 def test_location_labels() -> None:
     attachment = _chunk("/x/mail.eml", 3, ("report.pdf", "Costs"), {"member": "report.pdf"})
     assert source_label(attachment) == "/x/mail.eml › report.pdf"
-    assert position_label(attachment) == "p. 3, Costs"  # the member's name is not repeated as a heading
-    assert location(attachment) == "/x/mail.eml › report.pdf, p. 3, Costs"
+    assert position_label(attachment) == "p. 3, § Costs"  # the member's name is not repeated as a heading
+    assert location(attachment) == "/x/mail.eml › report.pdf, p. 3, § Costs"
     nested = _chunk("/x/a.zip", None, ("b.zip", "c.txt"), {"member": "b.zip › c.txt"})
     assert location(nested) == "/x/a.zip › b.zip › c.txt"
     sheet = _chunk("/x/budget.xlsx", None, ("Budget",), {"locator": "Budget!A2:F40"})
@@ -85,4 +85,4 @@ def test_location_labels() -> None:
     assert location(spread) == "/x/mail.eml › report.pdf, pp. 1-2"
     assert location(spread, pages=(2, 2)) == "/x/mail.eml › report.pdf, p. 2"  # the quote's page
     plain = _chunk("/x/guide.md", None, ("Guide", "First day"), {})
-    assert location(plain) == "/x/guide.md, Guide > First day"
+    assert location(plain) == "/x/guide.md, § First day"  # the section below the document's title

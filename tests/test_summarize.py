@@ -31,7 +31,8 @@ from kb.summarize import (
     usable,
     verify_points,
 )
-from kb.verify import Span, split_sentences, support
+from kb.text import Span, split_sentences
+from kb.verify import support
 from tests.fakes import FakeEmbedder, ScriptedLLM
 
 _SOURCE = re.compile(r"^\[(\d+)\] \([^\n]*\)\n(.*?)(?=\n\n\[\d+\] \(|\n>>>)", re.S | re.M)

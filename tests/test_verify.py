@@ -1,6 +1,7 @@
 """Citation parsing, sentence splitting, support scores and quotes: pure functions."""
 
-from kb.verify import best_quote, numbers, parse_citations, split_sentences, support
+from kb.text import numbers, split_sentences
+from kb.verify import best_quote, parse_citations, support
 
 PASSAGE = (
     "Annual leave. Full-time employees receive 28 days of paid annual leave per year. "
@@ -53,3 +54,33 @@ def test_titles_abbreviations_and_initials_do_not_end_sentences():
     }
     for text, want in cases.items():
         assert [s.text for s in split_sentences(text)] == want
+
+
+def test_numbers_compare_after_normalising_their_form():
+    from kb.verify import unbacked_numbers
+
+    assert support("They finished with a record of 13-3.", "The team finished with a record of 13–3.") == 1.0
+    assert support("Mileage is paid at EUR 0.3 per km.", "Mileage is paid at EUR 0.30 per km.") == 1.0
+    assert support("Staff get six months of notice.", "Staff get 6 months of notice.") == 1.0
+    assert support("Staff get 6 months of notice.", "Staff get six months of notice.") == 1.0
+    assert unbacked_numbers("Cash from operations was $1.8 billion.", "Cash provided by operations 1,824") == set()
+    assert unbacked_numbers("Cash from operations was $2.9 billion.", "Cash provided by operations 1,824") == {"2.9"}
+    assert support("Staff get 7 months of notice.", "Staff get six months of notice.") == 0.0
+
+
+def test_prose_citations_are_read_and_removed():
+    text, ids = parse_citations("Based on the information provided in Document 1, staff get 28 days.", {1, 2})
+    assert (text, ids) == ("Staff get 28 days.", [1])
+    assert parse_citations("According to documents 2 and 3, the fee is EUR 5.", {1, 2, 3}) == (
+        "The fee is EUR 5.",
+        [2, 3],
+    )
+    assert parse_citations("The fee is EUR 5 (Document 2).", {1, 2}) == ("The fee is EUR 5.", [2])
+    assert parse_citations("In 2020 the revenue rose.", {1}) == ("In 2020 the revenue rose.", [])
+
+
+def test_a_statement_ending_with_a_question_mark_is_still_a_statement():
+    from kb.verify import is_question
+
+    assert is_question("How long is the probation period?")
+    assert not is_question("The probation period is six months?")

@@ -32,6 +32,13 @@ class QAItem:
     answers: tuple[str, ...]
     doc: str | None = None
     answerable: bool = True
+    docs: tuple[str, ...] = ()  # every gold file (several for multi-hop questions); `doc` is the first
+    pages: tuple[int, ...] = ()  # gold pages (1-based) of the gold files, when known
+
+    @property
+    def gold_docs(self) -> tuple[str, ...]:
+        """The gold files, whichever field named them."""
+        return self.docs or ((self.doc,) if self.doc else ())
 
 
 @dataclass
@@ -91,11 +98,25 @@ def _load_jsonl(path: Path, text: str) -> QAData:
             obj = json.loads(line)
             answers = obj.get("answers", obj.get("answer"))
             answers = [answers] if isinstance(answers, str) else [a for a in answers or [] if a]
-            doc = obj.get("doc") or obj.get("document") or obj.get("file")
+            many = obj.get("docs") or []
+            one = obj.get("doc") or obj.get("document") or obj.get("file")
+            docs = tuple(
+                Path(str(d)).name for d in ([*many] if isinstance(many, list) else [many]) + ([one] if one else [])
+            )
+            docs = tuple(dict.fromkeys(docs))
+            pages = obj.get("pages") or ([obj["page"]] if obj.get("page") else [])
             # Unanswerable when marked so, or when the row names neither an answer nor a document.
-            answerable = bool(obj.get("answerable", not obj.get("is_impossible", False))) and bool(answers or doc)
+            answerable = bool(obj.get("answerable", not obj.get("is_impossible", False))) and bool(answers or docs)
             items.append(
-                QAItem(str(obj.get("id", n)), str(obj["question"]), tuple(answers), doc and Path(doc).name, answerable)
+                QAItem(
+                    str(obj.get("id", n)),
+                    str(obj["question"]),
+                    tuple(answers),
+                    docs[0] if docs else None,
+                    answerable,
+                    docs,
+                    tuple(int(p) for p in pages),
+                )
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(f"{path}:{n}: expected JSON with 'question' and 'answers' ({exc})") from exc
@@ -159,18 +180,29 @@ class QARecord:
     def flags(self, doc_of: Callable[[str], str | None]) -> dict:
         """Per-question scores."""
         a = self.answer
-        cited = [(s.hit.chunk.text, doc_of(s.hit.chunk.path), s.hit.chunk.id) for s in a.sources]
-        good = [contains_gold(t, self.item.answers) or (d is not None and d == self.item.doc) for t, d, _ in cited]
+        gold = set(self.item.gold_docs)
+        cited = [(s.hit.chunk.text, doc_of(s.hit.chunk.path), s.hit.chunk.id, s.pages) for s in a.sources]
+        good = [contains_gold(t, self.item.answers) or (d is not None and d in gold) for t, d, _, _ in cited]
+        cited_docs = {d for _, d, _, _ in cited}
+        pages = set(self.item.pages)
+        page_hit = any(
+            d in gold and first is not None and any(first <= p <= (last or first) for p in pages)
+            for _, d, _, (first, last) in cited
+        )
         return {
             "answered": not a.refused,
+            "partial": a.partial,
             "answer_has_gold": (not a.refused) and contains_gold(a.text, self.item.answers),
-            "evidence_has_gold": any(contains_gold(t, self.item.answers) for t, _, _ in cited),
-            "cites_gold_doc": any(d == self.item.doc for _, d, _ in cited),
+            "evidence_has_gold": any(contains_gold(t, self.item.answers) for t, _, _, _ in cited),
+            "cites_gold_doc": bool(gold & cited_docs),
+            "cites_all_gold_docs": bool(gold) and gold <= cited_docs,
+            "cites_gold_page": page_hit if pages else None,
             "citations": len(cited),
             "good_citations": sum(good),
-            "unretrieved_citations": sum(1 for _, _, cid in cited if cid not in set(a.retrieved)),
+            "unretrieved_citations": sum(1 for _, _, cid, _ in cited if cid not in set(a.retrieved)),
             "sentences": len(a.sentences),
             "supported_sentences": sum(1 for s in a.sentences if s.supported),
+            "unsupported_shown": sum(1 for s in a.sentences if not s.supported and s.text in a.text),
         }
 
 
@@ -185,7 +217,8 @@ def ask_all(
     """Ask every question in turn (one process, models loaded once)."""
     for i, item in enumerate(items):
         answer = answerer.ask(item.question, extractive=extractive)
-        yield QARecord(item, item.answerable and item.doc in excluded, answer, answer.timings.get("total", 0.0))
+        gone = item.answerable and any(d in excluded for d in item.gold_docs)
+        yield QARecord(item, gone, answer, answer.timings.get("total", 0.0))
         if progress:
             progress(i + 1, len(items))
 
@@ -210,7 +243,6 @@ def summarize_records(
     absent = [(r, r.flags(doc_of)) for r in records if r.excluded]
     unanswerable = [(r, r.flags(doc_of)) for r in records if not r.item.answerable]
     every = present + absent + unanswerable
-    n = max(1, len(present))
     cites = sum(f["citations"] for _, f in present)
     sentences = sum(f["sentences"] for _, f in every)
     secs = [r.seconds for r in records]
@@ -218,14 +250,25 @@ def summarize_records(
     def share(rows: list, key: str) -> float:
         return sum(1 for _, f in rows if f[key]) / max(1, len(rows))
 
+    def share_known(rows: list, key: str) -> float | None:
+        known = [(r, f) for r, f in rows if f[key] is not None]
+        return share(known, key) if known else None
+
+    with_answers = [(r, f) for r, f in present if r.item.answers]
+    multi = [(r, f) for r, f in present if len(r.item.gold_docs) > 1]
+
     return {
         "questions": len(records),
         "questions_doc_present": len(present),
         "questions_doc_excluded": len(absent),
         "questions_unanswerable": len(unanswerable),
-        "answer_recall": sum(1 for _, f in present if f["answer_has_gold"]) / n,
-        "evidence_recall": sum(1 for _, f in present if f["evidence_has_gold"]) / n,
+        "answer_recall": share(with_answers, "answer_has_gold") if with_answers else None,
+        "evidence_recall": share(with_answers, "evidence_has_gold") if with_answers else None,
         "gold_doc_cited": share(present, "cites_gold_doc"),
+        "all_gold_docs_cited": share(multi, "cites_all_gold_docs") if multi else None,
+        "gold_page_cited": share_known(present, "cites_gold_page"),
+        "partial_answers": sum(1 for _, f in present if f["partial"]),
+        "unsupported_sentences_shown": sum(f["unsupported_shown"] for _, f in every),
         "citation_precision": sum(f["good_citations"] for _, f in present) / max(1, cites),
         "unretrieved_citations": sum(f["unretrieved_citations"] for _, f in every),
         "verified_sentence_share": sum(f["supported_sentences"] for _, f in every) / max(1, sentences),

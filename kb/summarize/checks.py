@@ -12,7 +12,8 @@ from kb.store import ChunkRow
 from kb.summarize.points import Cite, Point
 from kb.summarize.sentences import MIN_TERMS, clean_reply, display_text, drop_heading_lines, usable
 from kb.summarize.windows import Passage, narrow
-from kb.verify import Span, best_quote, content_terms, split_sentences, support
+from kb.text import Span, content_terms, split_sentences
+from kb.verify import best_quote, support
 
 CLAUSE_THRESHOLD = 0.5  # support each clause of a model's line needs on its own
 # Small models describe the source instead of saying what it says; such lines share its words.

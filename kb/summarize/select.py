@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from kb.summarize.points import Point
-from kb.verify import content_terms
+from kb.text import content_terms
 
 MMR_LAMBDA = 0.7
 DUPLICATE_JACCARD = 0.7

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kb.verify import Span, content_terms
+from kb.text import Span, content_terms
 
 MIN_TERMS = 3  # a point with fewer content words says nothing ("Employee Handbook")
 MAX_POINT_WORDS = 60  # longer "sentences" are tables or run-ons copied from the page

@@ -15,7 +15,7 @@ from ingest.types import Chunk
 from kb.guard import injection_spans, sanitize
 from kb.summarize.points import Cite, page_label
 from kb.summarize.sentences import MAX_POINT_WORDS, MIN_TERMS, display_text, drop_heading_lines, usable
-from kb.verify import Span, content_terms, split_sentences
+from kb.text import Span, content_terms, split_sentences
 
 MIN_CENTRAL_TERMS = 4
 _DANGLING = re.compile(r"(?:it|its|this|these|they|their|he|she|such|that|those)\b", re.IGNORECASE)

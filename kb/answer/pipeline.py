@@ -1,0 +1,382 @@
+"""The answer pipeline: retrieve (with hops), rank the evidence, gate, generate, attribute and
+verify, compose; or refuse."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from typing import Any
+
+from kb.answer.attribute import Attributed, Backing, check_answer, rests_on_top_sentence
+from kb.answer.compose import compose, refusal
+from kb.answer.gate import MARGIN_POOL, PARTIAL_BAND, judge
+from kb.answer.generate import build_messages, is_dont_know, pack_evidence
+from kb.answer.rank import (
+    SentenceScorer,
+    complete_span,
+    rank_sentences,
+    rerank_by_likelihood,
+    second_witness,
+    supporting_sentences,
+    term_weights,
+)
+from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather
+from kb.answer.types import PARTIAL, Answer, Candidate, Sentence
+from kb.errors import ModelNotFound
+from kb.knowledge import KnowledgeBase
+from kb.llm import LLM
+from kb.retrieval import Hit, Retriever
+from kb.text import Span
+
+TOP_SENTENCES = 3  # a model's answer must rest on one of the sentences ranked this high
+
+
+def _scorer_or_none(settings, warnings: list[str]) -> SentenceScorer | None:
+    """The packaged model as sentence scorer; without it (a user who installed only their own
+    GGUF) answers go on without re-scoring, and a warning says so."""
+    from kb.llm import load_scorer
+
+    try:
+        return load_scorer(settings)
+    except ModelNotFound as exc:
+        warnings.append(f"sentences are not re-scored ({exc}); set rerank_sentences = 0 to silence this")
+        return None
+
+
+class Answerer:
+    """Answers questions from one knowledge base with one LLM (or none, in extractive mode).
+
+    The gate (kb.answer.gate) decides whether the documents answer at all; the model writes the
+    answer in plain sentences; kb attributes each sentence to the passages that back it, drops
+    what nothing backs, and falls back to quoting the best sentences when the model's answer
+    does not hold.
+    """
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        llm: LLM | None,
+        *,
+        top_k: int = 6,
+        min_relevance: float = 0.2,
+        min_answerability: float = 0.56,
+        partial_band: float = PARTIAL_BAND,
+        max_answer_tokens: int = 256,
+        evidence_tokens: int | None = None,
+        extractive_sentences: int = 3,
+        temperature: float = 0.0,
+        mode: str = "hybrid",
+        scorer: SentenceScorer | None = None,
+        rerank_sentences: int = 0,
+        hops: bool = True,
+    ) -> None:
+        self.retriever = retriever
+        self.llm = llm
+        self.top_k = top_k
+        self.min_relevance = min_relevance
+        self.min_answerability = min_answerability
+        self.partial_band = partial_band
+        self.max_answer_tokens = max_answer_tokens
+        self.evidence_tokens = evidence_tokens
+        self.extractive_sentences = extractive_sentences
+        self.temperature = temperature
+        self.mode = mode
+        self.scorer = scorer
+        self.rerank_sentences = rerank_sentences
+        self.hops = hops
+        self.warnings: list[str] = []  # said once, by the caller (the library never prints)
+
+    @classmethod
+    def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False) -> Answerer:
+        """An answerer over a knowledge base, configured by its settings (LLM loaded unless extractive)."""
+        from kb.llm import load_llm
+
+        s = kb.settings
+        rerank = 0 if extractive else s.rerank_sentences
+        warnings: list[str] = []
+        answerer = cls(
+            Retriever(kb),
+            None if extractive else load_llm(s),
+            top_k=s.top_k,
+            min_relevance=s.min_relevance,
+            min_answerability=s.min_answerability,
+            max_answer_tokens=s.max_answer_tokens,
+            evidence_tokens=s.evidence_tokens,
+            extractive_sentences=s.extractive_sentences,
+            temperature=s.temperature,
+            mode=s.search_mode,
+            scorer=_scorer_or_none(s, warnings) if rerank else None,
+            rerank_sentences=rerank,
+        )
+        answerer.warnings = warnings
+        return answerer
+
+    def ask(
+        self,
+        question: str,
+        *,
+        extractive: bool = False,
+        on_token: Callable[[str], None] | None = None,
+        on_sentence: Callable[[Sentence], None] | None = None,
+        allow: Collection[int] | None = None,
+    ) -> Answer:
+        """Answer a question with cited sources, or refuse.
+
+        `on_token` receives the model's text as it is generated; `on_sentence` receives each
+        sentence of the answer once it is verified (and only those that the answer keeps); `allow`
+        is the document ids the caller may see (None: all), applied to every search, hops included.
+        """
+        t0 = time.perf_counter()
+        only: dict[str, Any] = {} if allow is None else {"allow": allow}
+        search = lambda q, k: self.retriever.search(q, k, self.mode, **only)
+        evidence = gather(search, question, self.top_k, MARGIN_POOL) if self.hops else _plain(search, question, self)
+        answer = self._answer(question, evidence, search, t0, extractive, on_token, on_sentence)
+        answer.retrieved = [h.chunk.id for h in evidence.hits]
+        answer.hops = list(evidence.hops)
+        return answer
+
+    def _answer(
+        self,
+        question: str,
+        evidence: Evidence,
+        search: Callable[[str, int], list[Hit]],
+        t0: float,
+        extractive: bool,
+        on_token: Callable[[str], None] | None,
+        on_sentence: Callable[[Sentence], None] | None,
+    ) -> Answer:
+        hits = evidence.hits
+        timings = {"retrieve": time.perf_counter() - t0}
+        relevance = max((h.dense or 0.0 for h in hits), default=0.0)
+        if not hits or relevance < self.min_relevance:
+            return refusal(question, hits, f"no passage is relevant enough (best {relevance:.2f})", timings)
+        store = self.retriever.kb.store
+        n = store.chunk_count()  # for the IDF of the question's words, in ranking and coverage
+        weights = term_weights(question, store, n)
+        embed = self.retriever.embed_queries
+        ranked = rank_sentences(question, hits, embed, weights)
+        if ranked and self.hops:
+            # A second hop for the names the best evidence brings in (multi-hop questions).
+            best_text = " ".join(c.span.text for c in ranked[:2])
+            first_new = len(hits) + 1
+            if bridge_hop(search, question, evidence, best_text):
+                more = rank_sentences(question, hits[first_new - 1 :], embed, weights, start=first_new)
+                ranked = sorted(ranked + more, key=lambda c: -c.score)
+        timings["rank_sentences"] = time.perf_counter() - t0 - timings["retrieve"]
+        if not ranked:
+            return refusal(question, hits, "the closest passages hold no sentence to answer with", timings)
+        verdict = judge(question, evidence, ranked, store, n, self.min_answerability, self.partial_band)
+        if not verdict.answer:
+            answer = refusal(question, hits, verdict.reason, timings)
+            answer.answerability = verdict.score
+            answer.signals = verdict.signals
+            return answer
+        if self.scorer is not None and self.rerank_sentences and not extractive:
+            # After the gate: the answerability threshold keeps its meaning whatever reranks.
+            t1 = time.perf_counter()
+            ranked = rerank_by_likelihood(question, ranked, hits, self.scorer, self.rerank_sentences)
+            timings["rerank"] = time.perf_counter() - t1
+        if extractive or self.llm is None:
+            answer = self._extractive(question, evidence, ranked)
+            if on_sentence:
+                for s in answer.sentences:
+                    on_sentence(s)
+        else:
+            answer = self._generative(question, evidence, ranked, timings, on_token, on_sentence)
+        if verdict.partial:
+            answer.partial = True
+            answer.note = (PARTIAL + " " + answer.note).strip() + f" ({verdict.reason})"
+        answer.timings.update(timings)
+        answer.timings["total"] = time.perf_counter() - t0
+        answer.answerability = verdict.score
+        answer.signals = verdict.signals
+        return answer
+
+    def _generative(
+        self,
+        question: str,
+        evidence: Evidence,
+        ranked: list[Candidate],
+        timings: dict[str, float],
+        on_token: Callable[[str], None] | None,
+        on_sentence: Callable[[Sentence], None] | None,
+    ) -> Answer:
+        assert self.llm is not None
+        hits = evidence.hits
+        # The passages holding the best-ranked sentences go first: within the evidence budget the
+        # model sees the likely answers, and a small model leans on the first document.
+        order = list(dict.fromkeys([c.n for c in ranked[:TOP_SENTENCES]] + list(range(1, len(hits) + 1))))
+        packed = pack_evidence(
+            question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens
+        )
+        t1 = time.perf_counter()
+        first: list[float] = []
+        top = ranked[:TOP_SENTENCES]
+        stream = _SentenceStream(question, packed, hits, top, on_sentence)
+
+        def token(piece: str) -> None:
+            if not first:
+                first.append(time.perf_counter() - t1)
+            if on_token:
+                on_token(piece)
+            stream.feed(piece)
+
+        raw = self.llm.chat(
+            build_messages(question, packed),
+            max_tokens=self.max_answer_tokens,
+            temperature=self.temperature,
+            on_token=token,
+            stop=["\nQuestion:", "\n\n\n", "<<<"],
+        )
+        timings["generate"] = time.perf_counter() - t1
+        if first:
+            timings["first_token"] = first[0]
+        checked = check_answer(raw, packed, question)
+        kept = [a for a in checked if a.sentence.supported]
+        # Lexical support alone lets a fluent answer built from an off-question passage through
+        # (samples: "Which city stores customer data?" answered from the security policy). The
+        # model's answer must also rest on one of the sentences ranked best for the question,
+        # judged independently of the model.
+        grounded = any(rests_on_top_sentence(a, question, packed, hits, top) for a in kept)
+        model = {"text": raw, "accepted": bool(kept) and grounded, "reason": ""}
+        if kept and grounded:
+            stream.finish(kept)
+            answer = compose(question, kept, [a.sentence for a in checked], packed, "generative")
+            answer.model = model
+            return answer
+        model["reason"] = _rejection(raw, checked, kept)
+        fallback = self._extractive(question, evidence, ranked)
+        if on_sentence:
+            for s in fallback.sentences:
+                on_sentence(s)
+        fallback.note = (
+            f"The model's answer could not be verified against the sources ({model['reason']}); "
+            "showing the best-matching sentences from the documents instead."
+        )
+        # The model's unsupported sentences are shown flagged, without citations: their numbers
+        # referred to the model's sources, not to the fallback's.
+        fallback.sentences = fallback.sentences + [
+            Sentence(a.sentence.text, (), False, a.sentence.support) for a in checked
+        ]
+        fallback.model = model
+        return fallback
+
+    def _extractive(self, question: str, evidence: Evidence, ranked: list[Candidate]) -> Answer:
+        """The best-ranked sentences of the retrieved passages, quoted, no LLM; for a question that
+        needs two documents, the best sentence of the second one too."""
+        hits = evidence.hits
+        chosen = supporting_sentences(ranked, hits, self.extractive_sentences)
+        if chosen:
+            chosen += second_witness(ranked, hits, chosen, _wanted_documents(evidence, ranked[0]))
+        picked = []
+        for c in chosen:
+            span = c.span if c.reading else complete_span(hits[c.n - 1].chunk.text, c.span)
+            shown = c.reading or span.text
+            picked.append(
+                Attributed(Sentence(shown, (c.n,), True, 1.0), (Backing(c.n, Span(span.text, span.start, span.end)),))
+            )
+        return compose(question, picked, [a.sentence for a in picked], hits, "extractive")
+
+
+def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
+    """Documents a second witness may come from, each with the name it is wanted for: those of the
+    question's other names, and those a hop found for a bridge name (doc id -> name)."""
+    from kb.answer.entities import Entity, mentions
+
+    hits = evidence.hits
+    first = hits[best.n - 1]
+    out: dict[int, str] = {}
+    for e in evidence.names:
+        if mentions(e, context_of(first)):
+            continue
+        for h in hits:
+            if h.chunk.doc_id != first.chunk.doc_id and mentions(e, context_of(h)):
+                out.setdefault(h.chunk.doc_id, e.text)
+                break
+    for name in evidence.hops:
+        entity = Entity(name, "name")
+        for h in hits:
+            if h.chunk.doc_id != first.chunk.doc_id and mentions(entity, h.chunk.title + " " + h.chunk.path):
+                out.setdefault(h.chunk.doc_id, name)
+                break
+    return out
+
+
+def _plain(search: Callable[[str, int], list[Hit]], question: str, answerer: Answerer) -> Evidence:
+    """Evidence from one search, no hops."""
+    from kb.answer.entities import extract_entities
+
+    pool = search(question, max(answerer.top_k, MARGIN_POOL))
+    return Evidence(list(pool[: answerer.top_k]), pool, extract_entities(question))
+
+
+def _rejection(raw: str, checked: list[Attributed], kept: list[Attributed]) -> str:
+    """Why the model's answer was not used, in a few words."""
+    if is_dont_know(raw):
+        return "it said it did not know"
+    if not checked:
+        return "it gave no sentence to check"
+    if not kept:
+        reasons = list(dict.fromkeys(a.reason for a in checked if a.reason))
+        return "; ".join(reasons) or "nothing in it is backed by the passages"
+    return "it does not rest on the sentences that best match the question"
+
+
+class _SentenceStream:
+    """Verifies the model's sentences as they are completed and passes on those the answer will
+    keep: a sentence is passed on once it is backed and the answer has rested on one of the best
+    sentences; the rest wait for the end."""
+
+    def __init__(
+        self,
+        question: str,
+        packed: list[Hit],
+        hits: list[Hit],
+        top: list[Candidate],
+        on_sentence: Callable[[Sentence], None] | None,
+    ) -> None:
+        self.question, self.packed, self.hits, self.top = question, packed, hits, top
+        self.on_sentence = on_sentence
+        self.text = ""
+        self.done = 0  # sentences of `text` already checked
+        self.grounded = False
+        self.sent: list[str] = []
+        self.waiting: list[Attributed] = []
+        self.renum: dict[int, int] = {}  # passage number -> source number, in order of first citation, as composed
+
+    def feed(self, piece: str) -> None:
+        if self.on_sentence is None:
+            return
+        self.text += piece
+        units = check_answer(self.text, self.packed, self.question)
+        # The last unit may be unfinished; the ones before it are complete.
+        for a in units[self.done : max(self.done, len(units) - 1)]:
+            self.done += 1
+            if not a.sentence.supported:
+                continue
+            if not self.grounded and rests_on_top_sentence(a, self.question, self.packed, self.hits, self.top):
+                self.grounded = True
+            self.waiting.append(a)
+            if self.grounded:
+                self._flush()
+
+    def _flush(self) -> None:
+        for a in self.waiting:
+            self._emit(a)
+        self.waiting = []
+
+    def _emit(self, a: Attributed) -> None:
+        assert self.on_sentence is not None
+        for n in a.sentence.citations:
+            self.renum.setdefault(n, len(self.renum) + 1)
+        s = a.sentence
+        self.on_sentence(Sentence(s.text, tuple(self.renum[n] for n in s.citations), s.supported, s.support))
+        self.sent.append(s.text)
+
+    def finish(self, kept: list[Attributed]) -> None:
+        """The answer was accepted: pass on the kept sentences not passed on yet."""
+        if self.on_sentence is None:
+            return
+        for a in kept:
+            if a.sentence.text not in self.sent:
+                self._emit(a)

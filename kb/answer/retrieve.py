@@ -1,0 +1,83 @@
+"""Evidence retrieval for an answer: the passages closest to the question, then the ones a
+single search misses.
+
+- A name of the question that no retrieved passage mentions ("Who is older, Ferdi Taygan or
+  Mahesh Bhupathi?" finds one player's page, not the other's) is looked up on its own.
+- A name that the best evidence brings in and the question does not (the bridge of a multi-hop
+  question: "the city in which Kirton End is located" -> Boston) is looked up in a second hop,
+  so both passages can be read and cited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kb.answer.entities import Entity, bridge_entities, extract_entities, mentions
+from kb.retrieval import Hit
+
+Search = Callable[[str, int], list[Hit]]
+
+
+def context_of(hit: Hit) -> str:
+    """What a passage says about itself and its document: its text, headings, title and file name."""
+    c = hit.chunk
+    return "\n".join([c.text, " ".join(c.heading_path), c.title, c.path.rsplit("/", 1)[-1]])
+
+
+@dataclass
+class Evidence:
+    """The passages an answer is made from."""
+
+    hits: list[Hit]  # the passages read for the answer, best first, then the ones hops added
+    pool: list[Hit]  # the first search's wider list (the refusal gate judges the document margin on it)
+    names: list[Entity] = field(default_factory=list)  # the question's names
+    hops: list[str] = field(default_factory=list)  # what later searches looked up
+
+    def mentioned(self, entity: Entity) -> bool:
+        """Whether a passage of the evidence (or its document's title or file name) names `entity`."""
+        return any(mentions(entity, context_of(h)) for h in self.hits)
+
+
+def _add(evidence: Evidence, found: list[Hit], wanted: Callable[[Hit], bool]) -> bool:
+    have = {h.chunk.id for h in evidence.hits}
+    for h in found:
+        if h.chunk.id not in have and wanted(h):
+            evidence.hits.append(h)
+            return True
+    return False
+
+
+def _mentioning(entity: Entity) -> Callable[[Hit], bool]:
+    return lambda h: mentions(entity, context_of(h))
+
+
+def gather(search: Search, question: str, k: int, pool_size: int) -> Evidence:
+    """The `k` best passages for the question, plus one for each name of the question that none
+    of them mentions (searched for by the name and the question together)."""
+    pool = search(question, max(k, pool_size))
+    evidence = Evidence(list(pool[:k]), pool, extract_entities(question))
+    for entity in evidence.names:
+        if evidence.mentioned(entity):
+            continue
+        if _add(evidence, search(f"{entity.text} {question}", 3), _mentioning(entity)):
+            evidence.hops.append(entity.text)
+    return evidence
+
+
+def bridge_hop(search: Search, question: str, evidence: Evidence, best_text: str, most: int = 2) -> list[Hit]:
+    """Passages about the names the best evidence brings in (`bridge_entities`), one per name,
+    appended to the evidence; returns them."""
+    added: list[Hit] = []
+    for name in bridge_entities(best_text, question, most):
+        entity = Entity(name, "name")
+        found = search(f"{name} {question}", 5)
+        # A passage whose document is about the name comes first ("Boston, Lincolnshire"), then
+        # one that mentions it in another document.
+        about = lambda h, e=entity: mentions(e, h.chunk.title + " " + h.chunk.path.rsplit("/", 1)[-1])
+        docs = {h.chunk.doc_id for h in evidence.hits}
+        other = lambda h, e=entity, d=docs: h.chunk.doc_id not in d and mentions(e, context_of(h))
+        if _add(evidence, found, about) or _add(evidence, found, other):
+            evidence.hops.append(name)
+            added.append(evidence.hits[-1])
+    return added

@@ -1,0 +1,279 @@
+"""Ingest on a Ray cluster (`kb ingest --engine ray`).
+
+The driver (the `kb ingest` process) plans as it always does: it discovers the files, hashes
+them and decides what changed (kb/indexer.py). Only the files to (re)parse go to Ray, as a
+Ray Dataset of parse jobs. Workers are actors that each load the embedding model once; every
+batch of files is parsed in the actor's own isolated parse process (kb/isolation.py: the same
+time and memory limits as a local run), chunked and embedded there. The chunks and vectors
+stream back and the driver stores them file by file, in the same transactions as a local run,
+so the knowledge base is the one a local run builds.
+
+Ray is optional (`pip install 'kb[ray]'`) and imported only here, only when this engine runs.
+The planning and merging logic (`job_rows`, `pack`, `unpack`, `merge`) needs no Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from kb.errors import ConfigError, KBError, ModelNotFound
+from kb.isolation import ParsedChunks, ParseJob
+
+if TYPE_CHECKING:
+    from kb.config import Settings
+    from kb.knowledge import KnowledgeBase
+
+T = TypeVar("T")
+Outcome = ParsedChunks | str  # parsed chunks, or the one-line reason the file failed
+
+RAY_MISSING = "--engine ray needs Ray, which is not installed: pip install 'kb[ray]'"
+ENGINES = ("local", "ray")
+FILES_PER_BATCH = 4  # files a worker parses and embeds per task (a lost task redoes these only)
+ACTOR_RETRIES = 3  # a worker that dies is restarted and its batch retried this many times
+
+
+def import_ray() -> Any:
+    """The `ray` module with Ray Data, or ConfigError saying how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise ConfigError(RAY_MISSING) from exc
+    return ray
+
+
+# --- planning and merging (no Ray needed) ----------------------------------------------------
+
+
+def job_rows(jobs: Sequence[ParseJob]) -> list[dict[str, Any]]:
+    """The Dataset rows for the files to parse: their position in the plan and the pickled job
+    (one binary column, so every field of ParseJob travels as it is)."""
+    return [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
+
+
+def pack(index: int, outcome: Outcome, vectors: np.ndarray | None) -> dict[str, Any]:
+    """A worker's answer for one file, as a Dataset row."""
+    return {"index": index, "payload": pickle.dumps((outcome, vectors))}
+
+
+def unpack(row: dict[str, Any]) -> tuple[int, Outcome, np.ndarray | None]:
+    """The inverse of `pack` (values may arrive as numpy scalars)."""
+    outcome, vectors = pickle.loads(bytes(row["payload"]))
+    return int(row["index"]), outcome, vectors
+
+
+def merge(items: Sequence[T], rows: Iterable[dict[str, Any]]) -> Iterator[tuple[T, Outcome, np.ndarray | None]]:
+    """(item, outcome, vectors) for every planned item, as the workers' rows arrive.
+
+    A row for an item already answered (a retried batch that had in fact finished) is dropped.
+    If the rows stop with an error (the cluster gave up on a batch), or end without some item,
+    each item not answered is reported failed with the reason: nothing is silently lost, and
+    what was stored before stays stored.
+    """
+    answered: set[int] = set()
+    failure = "not processed by the Ray cluster"
+    try:
+        for row in rows:
+            index, outcome, vectors = unpack(row)
+            if index in answered or not 0 <= index < len(items):
+                continue
+            answered.add(index)
+            yield items[index], outcome, vectors
+    except KBError:
+        raise
+    except Exception as exc:  # a task that failed past its retries ends the stream
+        failure = f"the Ray cluster failed on it ({_one_line(exc)})"
+    for index, item in enumerate(items):
+        if index not in answered:
+            yield item, failure, None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    # Ray wraps a worker's error in several layers of traceback; the last line is the cause.
+    tail = str(exc).strip().splitlines()[-1:] if str(exc).strip() else []
+    if tail and len(text) > 160:
+        text = " ".join(tail[0].split())
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs from the driver's settings (picklable, sent once per actor)."""
+
+    embed_model: str
+    embed_backend: str
+    embed_batch: int
+    threads: int
+    parse_timeout: float
+    parse_memory_mb: int
+    fingerprint: str  # the driver's embedding model: a worker with another one refuses to start
+    isolate: bool = True
+
+    @classmethod
+    def of(cls, settings: Settings, fingerprint: str, threads: int, isolate: bool = True) -> WorkerConfig:
+        """The worker configuration for these settings."""
+        return cls(
+            settings.embed_model,
+            settings.embed_backend,
+            settings.embed_batch,
+            threads,
+            settings.parse_timeout,
+            settings.parse_memory_mb,
+            fingerprint,
+            isolate,
+        )
+
+
+class ParseEmbedWorker:
+    """A Ray actor: loads the embedding model once, then parses, chunks and embeds batches of files.
+
+    Parsing runs in the actor's own parse process (kb/isolation.py), so a parser that hangs,
+    crashes or eats memory fails one file, never the actor. Also usable without Ray (tests).
+    """
+
+    def __init__(self, config: WorkerConfig) -> None:
+        from kb.embeddings import load_embedder
+        from kb.isolation import ParseWorker
+
+        self.config = config
+        self.embedder = load_embedder(config.embed_model, threads=config.threads, backend=config.embed_backend)
+        if self.embedder.fingerprint != config.fingerprint:
+            raise ModelNotFound(
+                f"embedding model {config.embed_model!r} on this worker differs from the driver's "
+                f"(fingerprint {self.embedder.fingerprint}, driver {config.fingerprint}): "
+                "install the same kb and models on every node"
+            )
+        self._parser = ParseWorker(config.parse_timeout, config.parse_memory_mb) if config.isolate else None
+
+    def _parse(self, job: ParseJob) -> Outcome:
+        # This node's own copy of the tokenizer (the same file: it is part of the fingerprint).
+        job = replace(job, tokenizer_file=self.embedder.tokenizer_file)
+        if self._parser is None:
+            from ingest.errors import ParseError
+            from kb.isolation import parse_and_chunk
+
+            try:
+                return parse_and_chunk(job)
+            except ParseError as exc:
+                return exc.reason
+        self._parser.submit(job)
+        return self._parser.result()
+
+    def process(self, jobs: Sequence[tuple[int, ParseJob]]) -> list[tuple[int, Outcome, np.ndarray | None]]:
+        """Parse, chunk and embed these files; one embedding call for the whole batch."""
+        from kb.indexer import embedding_text
+
+        parsed = [(index, self._parse(job)) for index, job in jobs]
+        texts = [
+            embedding_text(p.title, c.heading_path, c.text)
+            for _, p in parsed
+            if isinstance(p, ParsedChunks)
+            for c in p.chunks
+        ]
+        vectors = self.embedder.embed(texts, batch_size=self.config.embed_batch) if texts else None
+        out: list[tuple[int, Outcome, np.ndarray | None]] = []
+        offset = 0
+        for index, p in parsed:
+            if isinstance(p, ParsedChunks) and p.chunks and vectors is not None:
+                n = len(p.chunks)
+                out.append((index, p, vectors[offset : offset + n]))
+                offset += n
+            else:
+                out.append((index, p, None))
+        return out
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data's entry point: a batch of `job_rows` in, a batch of `pack` rows out."""
+        jobs = [(int(i), pickle.loads(bytes(j))) for i, j in zip(batch["index"], batch["job"], strict=True)]
+        rows = [pack(i, outcome, vecs) for i, outcome, vecs in self.process(jobs)]
+        return {
+            "index": np.array([r["index"] for r in rows], dtype=np.int64),
+            "payload": np.array([r["payload"] for r in rows], dtype=object),
+        }
+
+    def __del__(self) -> None:
+        parser = getattr(self, "_parser", None)
+        if parser is not None:
+            parser.close()
+
+
+# --- the engine ------------------------------------------------------------------------------
+
+
+@dataclass
+class RayEngine:
+    """Runs the parse-chunk-embed stage of `kb ingest` on Ray (kb.indexer.ingest's `engine`).
+
+    `address` is a running cluster's ("auto", "ray://host:10001", "host:6379"); None joins the
+    cluster named by RAY_ADDRESS or one started with `ray start` on this machine, else starts a
+    local one for this run. `workers` is the number of actors (default: one per CPU of the
+    cluster), each given `cpus_per_worker` CPUs and as many embedding threads.
+    """
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: int = 1
+    files_per_batch: int = FILES_PER_BATCH
+    isolate: bool = True
+
+    def __call__(
+        self, kb: KnowledgeBase, items: Sequence[T], make_job: Callable[[T], ParseJob]
+    ) -> Iterator[tuple[T, Outcome, np.ndarray | None]]:
+        """(item, parsed chunks or failure reason, vectors) for each item, as the workers finish them."""
+        if not items:
+            return
+        ray = import_ray()
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(
+                    address=self.address,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    include_dashboard=False,
+                )
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                where = self.address or "a local Ray"
+                raise ConfigError(f"cannot start or join {where}: {_one_line(exc)}") from exc
+        try:
+            yield from merge(items, self._rows(ray, kb, [make_job(item) for item in items]))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _rows(self, ray: Any, kb: KnowledgeBase, jobs: list[ParseJob]) -> Iterator[dict[str, Any]]:
+        from ray.data import ActorPoolStrategy, DataContext
+
+        context = DataContext.get_current()
+        context.enable_progress_bars = False  # kb's own bar reports files as they are stored
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        workers = self.workers or max(1, cpus // self.cpus_per_worker)
+        config = WorkerConfig.of(kb.settings, kb.embedder.fingerprint, self.cpus_per_worker, self.isolate)
+        rows = job_rows(jobs)
+        blocks = max(1, -(-len(rows) // self.files_per_batch))
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+        with warnings.catch_warnings():
+            # Ray 2.60 warns that actor options given this way go in 2.64 (pyproject bounds Ray below it).
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            results = dataset.map_batches(
+                ParseEmbedWorker,
+                fn_constructor_kwargs={"config": config},
+                batch_size=self.files_per_batch,
+                batch_format="numpy",
+                compute=ActorPoolStrategy(size=min(workers, blocks)),
+                num_cpus=self.cpus_per_worker,
+                max_restarts=ACTOR_RETRIES,
+                max_task_retries=ACTOR_RETRIES,
+            )
+        yield from results.iter_rows()
