@@ -207,7 +207,7 @@ def test_ray_build_and_sync_equal_local(ray_cluster, corpus, settings):
 
     first, built = both()
     assert first["employee-handbook.pdf"][0] == "added" and first["empty.txt"][0] == "failed"
-    assert len(built["docs"]) == 14
+    assert len(built["docs"]) == 15  # the nine samples (one a scanned page, read by OCR) and six notes
 
     gen = corpus / "generated"
     _write(gen / "note-0.md", "# Note 0\n\nrewritten text about holidays and leave " * 20)
