@@ -40,7 +40,8 @@ def test_ingest_reports_notes_and_search_names_members_and_cells(folder, tmp_pat
     assert report["summary"]["added"] == 3 and report["summary"]["skipped"] == 1
     assert by_name["song.wav"]["reason"].startswith("audio or video file: not read; add its transcript")
     assert by_name["budget.xlsx"]["notes"] == ["sheet Budget: 3 rows indexed", "sheet Q1 Travel: 1 rows indexed"]
-    assert by_name["mail.eml"]["notes"] == ["logo.png: not read (image file: text in images is not read)"]
+    # The attached image is read by OCR; this one is not a real image, so it is named with why.
+    assert by_name["mail.eml"]["notes"] == ["logo.png: not read (not a readable image (unknown or damaged format))"]
 
     out = _run("search", "Q2 travel budget EUR 48,000", "--kb", home, "--json", "-k", "20")
     assert out.exit_code == 0, out.output
@@ -56,7 +57,7 @@ def test_ingest_reports_notes_and_search_names_members_and_cells(folder, tmp_pat
     text = _run("search", "Q2 travel budget EUR 48,000", "--kb", home, "-k", "20")
     assert text.exit_code == 0
     assert "mail.eml › report.pdf (pp. 1-2)" in text.stdout
-    assert "budget.xlsx (Budget!A1:E5, Budget)" in text.stdout
+    assert "budget.xlsx (Budget!A1:E5, § Budget)" in text.stdout
 
 
 def test_ingest_text_report_prints_notes_and_skip_reasons(folder, tmp_path, monkeypatch) -> None:

@@ -427,4 +427,5 @@ def test_unsupported_extensions_get_reasons_and_content_wins(settings, fake_embe
         by_name = {os.path.basename(r.path): r for r in report.results}
         assert by_name["report.bin"].status == "added", by_name["report.bin"]
         assert by_name["old.doc"].status == "skipped" and "save the file as .docx" in by_name["old.doc"].reason
-        assert by_name["photo.png"].status == "skipped" and "'*.png' to .kbignore" in by_name["photo.png"].reason
+        # Images are read by OCR now; this one is a PNG signature and nothing else.
+        assert by_name["photo.png"].status == "failed" and "not a readable image" in by_name["photo.png"].reason
