@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from kb.text import Span, canonical_number, content_terms, normalize, number_words, numbers, split_sentences
+from kb.text import STOPWORDS, Span, canonical_number, content_terms, normalize, number_words, numbers, split_sentences
 
 # "[1]", "[1, 2]", and the "[Source 1]" / "[source 2; 3]" some instruction-tuned models write.
 _CITE = re.compile(
@@ -137,7 +137,7 @@ def joint_support(
     answer repeats: "vacation days" asked, "annual leave" written) count half: what the claim adds
     to the question is what must be backed."""
     joined = "\n".join(passages)
-    if check_numbers and unbacked_numbers(claim, joined):
+    if check_numbers and (unbacked_numbers(claim, joined) or swapped_attachment(claim, joined)):
         return 0.0
     terms = content_terms(claim) - excuse
     if _scaled_numbers(claim):
@@ -149,6 +149,40 @@ def joint_support(
     weight = {t: ECHO_WEIGHT if t in echoed else 1.0 for t in terms}
     hit = sum(weight[t] for t in terms if t in have or t in spelled or (number_words(t) and number_words(t) <= spelled))
     return hit / sum(weight.values())
+
+
+# Prepositions that attach a value to a thing ("BitLocker on Windows", "EUR 28 for Germany").
+_ATTACH = frozenset({"on", "in", "for", "at", "with", "by", "under"})
+_ARTICLES = frozenset({"the", "a", "an"})
+_TOKEN = re.compile(r"\w+(?:[.,'-]\w+)*")
+
+
+def _attachments(text: str) -> set[tuple[str, str, str]]:
+    """(thing, preposition, value) for each "thing PREP [the] value" of a text, lower-cased."""
+    tokens = _TOKEN.findall(text.lower())
+    out = set()
+    for i, word in enumerate(tokens[:-2]):
+        if tokens[i + 1] not in _ATTACH or word in STOPWORDS:
+            continue
+        j = i + 2 + (tokens[i + 2] in _ARTICLES)
+        if j < len(tokens) and tokens[j] not in STOPWORDS:
+            out.add((word, tokens[i + 1], tokens[j]))
+    return out
+
+
+def swapped_attachment(claim: str, passage: str) -> str:
+    """A pairing the claim makes that the passage makes the other way round, or "".
+
+    "BitLocker on macOS" against "BitLocker on Windows and FileVault on macOS": every word is
+    there, but the passage attaches BitLocker to Windows and macOS to FileVault. Small models
+    mix up the rows of a list like this; counting words alone cannot see it."""
+    said = _attachments(passage)
+    for a, prep, b in _attachments(claim) - said:
+        if any(x == a and y == prep and z != b for x, y, z in said) and any(
+            z == b and y == prep and x != a for x, y, z in said
+        ):
+            return f"{a} {prep} {b}"
+    return ""
 
 
 _ASKS = re.compile(r"(?i)(who|what|when|where|which|why|how|is|are|do|does|did|can|could|will|would|should|has|have)\b")

@@ -1,7 +1,7 @@
 """Citation parsing, sentence splitting, support scores and quotes: pure functions."""
 
 from kb.text import numbers, split_sentences
-from kb.verify import best_quote, parse_citations, support
+from kb.verify import best_quote, parse_citations, support, swapped_attachment
 
 PASSAGE = (
     "Annual leave. Full-time employees receive 28 days of paid annual leave per year. "
@@ -84,3 +84,15 @@ def test_a_statement_ending_with_a_question_mark_is_still_a_statement():
 
     assert is_question("How long is the probation period?")
     assert not is_question("The probation period is six months?")
+
+
+def test_a_claim_that_pairs_a_list_the_other_way_round_is_not_backed():
+    passage = "All laptops must use full-disk encryption: BitLocker on Windows and FileVault on macOS."
+    # Every word of the wrong claim is in the passage; the pairing is not.
+    assert swapped_attachment("BitLocker on macOS.", passage) == "bitlocker on macos"
+    assert support("BitLocker on macOS.", passage) == 0.0
+    assert support("FileVault on macOS.", passage) == 1.0
+    assert swapped_attachment("Macs are encrypted with FileVault.", passage) == ""
+    rates = "The daily allowance is EUR 28 for Germany and EUR 52 for London."
+    assert swapped_attachment("The allowance is EUR 52 for Germany.", rates) == "52 for germany"
+    assert swapped_attachment("The allowance for London is EUR 52.", rates) == ""
