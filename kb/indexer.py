@@ -23,6 +23,7 @@ from ingest.discover import IGNORE_FILE, discover, read_ignore, unreadable_folde
 from ingest.formats import SUPPORTED
 from kb.config import Settings
 from kb.errors import InputError
+from kb.groups import GroupResolver
 from kb.isolation import ParsedChunks, ParseJob, ParseWorker, parse_and_chunk
 from kb.knowledge import KnowledgeBase
 from kb.store import DocumentRow, UnreadFile
@@ -242,11 +243,16 @@ def ingest(
     isolate: bool = True,
     engine: Engine | None = None,
     retry_failed: bool = False,
+    groups: Sequence[str] = (),
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
 
     `engine` parses, chunks and embeds the files to (re)index elsewhere (kb/distributed.py, a
     Ray cluster); None does it in this process. Planning and storing are the same either way.
+
+    `groups` (checked names, kb/groups.py) are recorded as rules for `paths`: every document
+    under them is in those groups, in this run and later ones. Each document's groups (rules
+    plus `.kbgroups` files) are stored with it, in the same transaction as its chunks.
 
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
     report says what would happen; parse failures are only found by a real run. A file that
@@ -262,6 +268,9 @@ def ingest(
     # rebuilt from a half-updated store and then updated again.
     _ = kb.vectors
     files, folders, unreadable = _targets(paths)
+    if groups:
+        kb.store.add_group_rules((str(p.resolve()), g) for p in paths for g in groups)
+    resolver = GroupResolver.for_store(kb.store)
     report = IngestReport()
     stored = {d.path: d for d in kb.store.documents()}
     vanished = _vanished(stored, files, folders, unreadable)
@@ -291,9 +300,17 @@ def ingest(
             else:
                 kb.store.update_location(old_path, result.path, st.st_mtime, st.st_ctime_ns, st.st_ino)
             action = result
+        if action.status in ("unchanged", "moved"):
+            # A stored document keeps in step with its rules and .kbgroups files, changed or not.
+            found = _groups_of(resolver, action.path)
+            if isinstance(found, str):
+                action = FileResult(action.path, "failed", found + "; its previous groups are kept")
+            else:
+                kb.store.set_document_groups(action.path, found)
         emit(action)
 
-    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None]] = []  # vectors None: embed here
+    # (job, parsed, vectors or None to embed here, the document's groups)
+    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None, tuple[str, ...]]] = []
 
     def embed_in_steps(texts: list[str], path: str) -> np.ndarray:
         # A 600-page PDF is minutes of embedding: report it in steps so the bar does not freeze.
@@ -309,10 +326,12 @@ def ingest(
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
-        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p, v in buffer if v is None for c in p.chunks]
+        texts = [
+            embedding_text(p.title, c.heading_path, c.text) for _, p, v, _ in buffer if v is None for c in p.chunks
+        ]
         vectors = embed_in_steps(texts, str(buffer[-1][0].path)) if texts else None
         offset = 0
-        for job, parsed, given in buffer:
+        for job, parsed, given, doc_groups in buffer:
             n = len(parsed.chunks)
             if given is not None:  # embedded by the engine's worker
                 vecs = given
@@ -332,6 +351,7 @@ def ingest(
                 vectors=vecs,
                 ctime_ns=job.st.st_ctime_ns,
                 inode=job.st.st_ino,
+                groups=doc_groups,
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
@@ -351,8 +371,13 @@ def ingest(
                 reason += "; the previously indexed version is kept"
             emit(FileResult(str(job.path), "failed", reason))
             continue
-        buffer.append((job, parsed, given))
-        if sum(len(p.chunks) for _, p, v in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
+        doc_groups = _groups_of(resolver, str(job.path))
+        if isinstance(doc_groups, str):
+            # Never index a file whose groups are unknown: it would be visible to everyone.
+            emit(FileResult(str(job.path), "failed", doc_groups))
+            continue
+        buffer.append((job, parsed, given, doc_groups))
+        if sum(len(p.chunks) for _, p, v, _ in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
             flush()
     flush()
 
@@ -392,6 +417,14 @@ def _remember_unread(
         if inside and u.path not in present and not any(Path(u.path).is_relative_to(h) for h in hidden):
             forget.add(u.path)  # deleted, or now ignored by .kbignore
     kb.store.update_unread(seen, forget)
+
+
+def _groups_of(resolver: GroupResolver, path: str) -> tuple[str, ...] | str:
+    """The groups of a file, or the reason they cannot be known (an unreadable .kbgroups file)."""
+    try:
+        return resolver.groups_for(Path(path))
+    except InputError as exc:
+        return str(exc)
 
 
 def plan(
