@@ -21,6 +21,7 @@ from cli import (
     ingest_cmd,
     maintenance_cmd,
     search_cmd,
+    serve_cmd,
     status_cmd,
     summarize_cmd,
 )
@@ -68,6 +69,7 @@ status_cmd.register(app)
 maintenance_cmd.register(app)
 summarize_cmd.register(app)
 groups_cmd.register(app)
+serve_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")

@@ -32,17 +32,7 @@ def register(app: typer.Typer) -> None:
 
 def hit_json(hit) -> dict:
     """The documented JSON form of a search hit."""
-    c = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": hit.score,
-        "relevance": hit.dense,
-        "bm25": hit.keyword,
-        **c.location_json(),
-        "char_start": c.char_start,
-        "char_end": c.char_end,
-        "text": c.text,
-    }
+    return hit.to_json()
 
 
 def _read_queries(path: Path) -> list[tuple[str, str]]:

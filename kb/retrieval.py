@@ -35,6 +35,20 @@ class Hit:
     dense: float | None = None  # cosine similarity to the query, when known
     keyword: float | None = None  # BM25 score, when the passage matched keywords
 
+    def to_json(self) -> dict:
+        """The documented JSON form of a search hit (`kb search --json`, `POST /v1/search`)."""
+        c = self.chunk
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "relevance": self.dense,
+            "bm25": self.keyword,
+            **c.location_json(),
+            "char_start": c.char_start,
+            "char_end": c.char_end,
+            "text": c.text,
+        }
+
 
 def fts_query(text: str) -> str:
     """An FTS5 MATCH expression: the query's content words, quoted, OR-ed."""
