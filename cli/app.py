@@ -14,6 +14,7 @@ import typer
 
 from cli import (
     ask_cmd,
+    chat_cmd,
     eval_cmd,
     eval_qa_cmd,
     eval_summaries_cmd,
@@ -70,6 +71,7 @@ maintenance_cmd.register(app)
 summarize_cmd.register(app)
 groups_cmd.register(app)
 serve_cmd.register(app)
+chat_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")

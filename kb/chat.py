@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kb.llm import LLM, Message
 from kb.verify import content_terms
@@ -165,3 +166,17 @@ def split_conversation(messages: Sequence[dict]) -> tuple[list[Turn], str]:
         raise ValueError("the conversation has no user question")
     history = [t for t in turns[:last] if t.role in ("user", "assistant")]
     return history, turns[last].content.strip()
+
+
+def answer_pieces(answer: Any) -> list[str]:
+    """The answer text cut into its verified sentences, each with its [n] markers, for streaming.
+
+    Joined with single spaces they give `answer.text` exactly; when they would not (a refusal,
+    a text composed otherwise), the whole text is one piece.
+    """
+    pieces = [
+        " ".join(s.text.split()) + " " + "".join(f"[{n}]" for n in s.citations)
+        for s in answer.sentences
+        if s.supported and s.citations
+    ]
+    return pieces if pieces and " ".join(pieces) == answer.text else [answer.text]

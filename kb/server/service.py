@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from kb.chat import answer_pieces
 from kb.config import Settings
 from kb.embeddings import Embedder
 from kb.errors import InputError, KBError
@@ -194,6 +195,8 @@ class Service:
         if kb is None or self._local.epoch != self._epoch:
             kb = self._open()
         self._follow(kb)
+        if self._local.epoch != self._epoch:  # the folder was just found replaced
+            kb = self._open()
         kb.use_vectors(self._vectors)
         return kb
 
@@ -287,8 +290,10 @@ class Service:
         caller.require("ask")
         if not question.strip():
             raise InputError("question: empty")
-        with self._llm_turn(extractive, ticket, cancel):
-            return self._ask(caller, question, extractive, k, mode, cancel, on_sentence)
+        with self._llm_turn(extractive, ticket, cancel) as turn:
+            answer = self._ask(caller, question, extractive, k, mode, cancel, on_sentence)
+        _add_wait(answer, turn)
+        return answer
 
     def chat(
         self,
@@ -312,25 +317,30 @@ class Service:
             history, question = split_conversation(messages)
         except ValueError as exc:
             raise InputError(f"messages: {exc}") from None
-        with self._llm_turn(extractive, ticket, cancel):
+        with self._llm_turn(extractive, ticket, cancel) as turn:
             llm = None if extractive or self.llm is None else CancellableLLM(self.llm, cancel)
             rw = rewrite(history, question, llm)
             if on_rewrite:
                 on_rewrite(rw)
-            return rw, self._ask(caller, rw.standalone, extractive, k, mode, cancel, on_sentence)
+            answer = self._ask(caller, rw.standalone, extractive, k, mode, cancel, on_sentence)
+        _add_wait(answer, turn)
+        return rw, answer
 
     @contextmanager
-    def _llm_turn(self, extractive: bool, ticket: Ticket | None, cancel: threading.Event | None) -> Iterator[None]:
+    def _llm_turn(
+        self, extractive: bool, ticket: Ticket | None, cancel: threading.Event | None
+    ) -> Iterator[Ticket | None]:
+        """Hold the LLM for the body (nothing to hold for an extractive answer); yields the ticket."""
         if extractive:
             if ticket is not None:
                 ticket.release()
-            yield
+            yield None
             return
         if self.llm is None:
             raise InputError("this server was started without an LLM; ask with extractive answers")
         own = ticket or self.queue.admit()
         with own.run(cancel):
-            yield
+            yield own
 
     def _ask(
         self,
@@ -412,18 +422,10 @@ class Service:
         }
 
 
-def answer_pieces(answer: Any) -> list[str]:
-    """The answer text cut into its verified sentences, each with its [n] markers, for streaming.
-
-    Joined with single spaces they give `answer.text` exactly; when they would not (a refusal,
-    a text composed otherwise), the whole text is one piece.
-    """
-    pieces = [
-        " ".join(s.text.split()) + " " + "".join(f"[{n}]" for n in s.citations)
-        for s in answer.sentences
-        if s.supported and s.citations
-    ]
-    return pieces if pieces and " ".join(pieces) == answer.text else [answer.text]
+def _add_wait(answer: Any, ticket: Ticket | None) -> None:
+    """Record in the answer's timings how long it waited for the LLM (`timings.queue_wait`)."""
+    if ticket is not None:
+        answer.timings["queue_wait"] = ticket.wait_seconds
 
 
 def summary_json(report: Any, style: str) -> dict:
