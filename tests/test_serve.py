@@ -381,3 +381,87 @@ def test_without_tokens_a_loopback_server_is_open(settings, tmp_path):
         assert httpx.get(srv.url + "/static/app.js").status_code == 200
         assert "cdn" not in page.text.lower() and "http" not in httpx.get(srv.url + "/static/app.js").text
     service.close()
+
+
+def test_cli_ask_search_and_chat_use_a_running_server(server, llm, kb_settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+    from kb.server.run import announced
+
+    runner = CliRunner()
+    home = ["--kb", str(kb_settings.home)]
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:dim=64")
+    monkeypatch.setenv("KB_CHUNK_TOKENS", "40")
+    monkeypatch.setenv("KB_CHUNK_OVERLAP", "8")
+    res = runner.invoke(
+        app, ["ask", "How many days of annual leave?", "--server", server.url, "--token", "kb-bob", *home]
+    )
+    assert res.exit_code == 0, res.output
+    assert "28 days" in res.output and "Sources:" in res.output and "[1]" in res.output
+    asked = len(llm.prompts)
+    assert asked == 1
+    res = runner.invoke(
+        app, ["search", "merger codename", "--server", server.url, "--json", *home], env={"KB_TOKEN": "kb-bob"}
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["hits"] and not [leak for leak in LEAKS if leak in res.output]
+    # Found automatically: the server announces itself in the knowledge-base folder.
+    with announced(server.service, "127.0.0.1", server.port):
+        res = runner.invoke(app, ["ask", "Part-time annual leave?", "--json", *home], env={"KB_TOKEN": "kb-bob"})
+        assert res.exit_code == 0, res.output
+        assert len(llm.prompts) == asked + 1 and json.loads(res.output)["sources"]
+        # Without a token the announced server cannot be used: the command works in-process instead.
+        res = runner.invoke(app, ["search", "annual leave", "--json", *home])
+        assert res.exit_code == 0 and json.loads(res.output)["hits"]
+    llm.rewrites = ["How many days of annual leave do part-time staff get?"]
+    talk = "How many days of annual leave do full-time employees get?\nand for part-time staff?\nexit\n"
+    res = runner.invoke(app, ["chat", "--server", server.url, "--token", "kb-bob", *home], input=talk)
+    assert res.exit_code == 0, res.output
+    assert "(searching for: How many days of annual leave do part-time staff get?)" in res.output
+    assert "28 days" in res.output and "proportion" in res.output
+    res = runner.invoke(app, ["ask", "leave?", "--server", "http://127.0.0.1:9", *home])
+    assert "cannot reach the kb server" in str(res.exception)
+    res = runner.invoke(app, ["ask", "leave?", "--server", server.url, *home])
+    assert "401" in str(res.exception)
+
+
+def test_cli_chat_in_process_rewrites_and_answers(kb_settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.app import app
+
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:dim=64")
+    monkeypatch.setenv("KB_MIN_RELEVANCE", "0")
+    monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0")
+    monkeypatch.setenv("KB_CHUNK_TOKENS", "40")
+    monkeypatch.setenv("KB_CHUNK_OVERLAP", "8")
+    talk = "How many days of annual leave do full-time employees get?\nand for part-time staff?\n"
+    res = CliRunner().invoke(
+        app,
+        ["chat", "--extractive", "--server", "off", "--kb", str(kb_settings.home)],
+        input=talk,
+    )
+    assert res.exit_code == 0, res.output
+    assert (
+        "(searching for: How many days of annual leave do full-time employees get? and for part-time staff?)"
+        in res.output
+    )
+    assert res.output.count("Sources:") == 2
+
+
+def test_a_rebuilt_knowledge_base_is_followed(server, kb_settings, tmp_path):
+    from kb.rebuild import rebuild
+
+    with _client(server, "bob") as c:
+        assert c.post("/v1/search", json={"query": "annual leave"}).json()["hits"]
+        assert rebuild(kb_settings, embedder=FakeEmbedder(), isolate=False).swapped
+        # The server must now read the new folder: a document added to it after the swap is found.
+        new = _write(tmp_path / "more" / "parking.md", "# Parking\n\nThe car park opens at 6 am on weekdays.\n")
+        with KnowledgeBase(kb_settings, embedder=FakeEmbedder(), write=True) as kb:
+            ingest(kb, [new.parent], isolate=False)
+        hits = c.post("/v1/search", json={"query": "car park opens", "mode": "keyword"}).json()["hits"]
+        assert hits and "car park" in hits[0]["text"]
+        hits = c.post("/v1/search", json={"query": "merger codename", "k": 10}).json()["hits"]
+        assert hits and not [leak for h in hits for leak in LEAKS if leak in h["text"]]
+        assert c.get("/v1/status").json()["documents"] == 3

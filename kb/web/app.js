@@ -39,7 +39,7 @@ function pages(c) {
 }
 
 function where(c) {
-  const parts = [c.path];
+  const parts = [c.path.split("/").pop()];
   const p = pages(c);
   if (p) parts.push(p);
   if (c.heading && c.heading.length) parts.push(c.heading.join(" > "));
@@ -85,6 +85,7 @@ function renderCitations(turn, citations) {
     item.dataset.n = String(c.n);
     const head = element("button", "secondary where", "[" + c.n + "] " + where(c));
     head.type = "button";
+    head.title = c.path;
     head.addEventListener("click", () => toggleCitation(turn, c.n));
     item.append(head);
     if (c.quote) item.append(element("div", "quote", "“" + c.quote.text.split(/\s+/).join(" ") + "”"));
@@ -187,7 +188,9 @@ async function search(query) {
   if (!data.hits.length) list.append(element("li", "muted", "No passages found."));
   for (const h of data.hits) {
     const item = element("li", "hit");
-    item.append(element("div", "where", where(h)));
+    const place = element("div", "where", where(h));
+    place.title = h.path;
+    item.append(place);
     item.append(element("div", "muted", "score " + h.score.toFixed(3)));
     item.append(element("div", "passage", h.text));
     list.append(item);

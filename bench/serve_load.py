@@ -1,0 +1,291 @@
+"""Load benchmark of `kb serve` on loopback: concurrent search clients, concurrent ask clients
+behind the bounded LLM queue, and one streaming client's time to the first verified sentence.
+
+    python bench/serve_load.py                         # samples/, default models
+    python bench/serve_load.py --kb PATH --search-clients 32 --ask-clients 8
+
+It ingests samples/ into a temporary knowledge base (unless --kb), starts `kb serve` in its own
+process on a free 127.0.0.1 port, warms it up, runs each phase with a bounded number of
+requests and a time limit, stops the server, prints the figures beside their targets, and
+appends one JSON line to bench/results.jsonl. Only loopback is contacted.
+
+Targets (issue 15): warm /v1/search p95 <= 100 ms under 32 clients with 0 errors; every ask
+answered or refused with 429, 0 errors; warm /v1/ask first verified sentence <= 3 s with the
+default model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results.jsonl"
+SAMPLES = REPO / "samples"
+QUESTIONS = [
+    json.loads(line)["question"] for line in (SAMPLES / "questions.jsonl").read_text().splitlines() if line.strip()
+]
+SEARCH_P95_TARGET_MS = 100.0
+FIRST_SENTENCE_TARGET_S = 3.0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-th percentile (0-100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = (len(s) - 1) * q / 100
+    lo, hi = int(pos), min(int(pos) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def kb_command() -> list[str]:
+    """How to run kb with this Python."""
+    return [sys.executable, "-m", "cli"]
+
+
+def start_server(home: Path, port: int, queue: int, log: Path) -> subprocess.Popen:
+    """`kb serve` in its own process; returns once /health answers."""
+    env = {**os.environ, "KB_SERVE_QUEUE": str(queue)}
+    proc = subprocess.Popen(
+        [*kb_command(), "serve", "--kb", str(home), "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"kb serve exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit(f"kb serve did not answer within 300 s; see {log}")
+
+
+async def search_phase(url: str, clients: int, per_client: int, limit_s: float) -> dict[str, Any]:
+    """`clients` concurrent clients, each sending `per_client` searches one after the other."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + limit_s
+
+    async def client(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            for j in range(per_client):
+                if time.monotonic() > deadline:
+                    return
+                q = QUESTIONS[(i * per_client + j) % len(QUESTIONS)]
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post("/v1/search", json={"query": q, "k": 10})
+                    if r.status_code != 200:
+                        errors.append(f"HTTP {r.status_code}")
+                        continue
+                    r.json()["hits"]
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    errors.append(type(exc).__name__)
+                    continue
+                latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    wall = time.perf_counter() - t0
+    return {
+        "clients": clients,
+        "requests": len(latencies) + len(errors),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "p50_ms": _ms(percentile(latencies, 50)),
+        "p95_ms": _ms(percentile(latencies, 95)),
+        "max_ms": _ms(max(latencies) if latencies else None),
+        "per_second": round(len(latencies) / wall, 1) if wall else None,
+    }
+
+
+async def ask_phase(url: str, clients: int, per_client: int, limit_s: float) -> dict[str, Any]:
+    """`clients` concurrent clients asking; each answer must be 200 or 429, anything else is an error."""
+    answered: list[float] = []
+    waits: list[float] = []
+    refused: list[float] = []
+    errors: list[str] = []
+    deadline = time.monotonic() + limit_s
+
+    async def client(i: int) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=limit_s + 60) as c:
+            for j in range(per_client):
+                if time.monotonic() > deadline:
+                    return
+                q = QUESTIONS[(i * 7 + j) % len(QUESTIONS)]
+                t0 = time.perf_counter()
+                try:
+                    r = await c.post("/v1/ask", json={"question": q})
+                except httpx.HTTPError as exc:
+                    errors.append(type(exc).__name__)
+                    continue
+                took = time.perf_counter() - t0
+                if r.status_code == 200:
+                    answered.append(took)
+                    waits.append(r.json()["timings"].get("queue_wait", 0.0))
+                elif r.status_code == 429 and r.headers.get("Retry-After"):
+                    refused.append(took)
+                    await asyncio.sleep(min(float(r.headers["Retry-After"]), 2.0))
+                else:
+                    errors.append(f"HTTP {r.status_code}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return {
+        "clients": clients,
+        "answered": len(answered),
+        "refused_429": len(refused),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "p50_s": _s(percentile(answered, 50)),
+        "p95_s": _s(percentile(answered, 95)),
+        "queue_wait_p50_s": _s(percentile(waits, 50)),
+        "queue_wait_p95_s": _s(percentile(waits, 95)),
+        "refusal_p95_ms": _ms(percentile(refused, 95)),
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def stream_phase(url: str, rounds: int) -> dict[str, Any]:
+    """One client streaming /v1/chat/completions: time to the first verified sentence and to the end."""
+    first: list[float] = []
+    total: list[float] = []
+    errors = 0
+    with httpx.Client(base_url=url, timeout=300) as c:
+        for i in range(rounds):
+            messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+            body = {"model": "kb", "messages": messages, "stream": True}
+            t0 = time.perf_counter()
+            got = None
+            try:
+                with c.stream("POST", "/v1/chat/completions", json=body) as r:
+                    if r.status_code != 200:
+                        errors += 1
+                        continue
+                    for line in r.iter_lines():
+                        if got is None and line.startswith("data: {"):
+                            choices = json.loads(line[6:]).get("choices") or [{}]
+                            if (choices[0].get("delta") or {}).get("content"):
+                                got = time.perf_counter() - t0
+            except httpx.HTTPError:
+                errors += 1
+                continue
+            total.append(time.perf_counter() - t0)
+            if got is not None:
+                first.append(got)
+    return {
+        "rounds": rounds,
+        "errors": errors,
+        "first_sentence_p50_s": _s(percentile(first, 50)),
+        "first_sentence_max_s": _s(max(first) if first else None),
+        "complete_p50_s": _s(percentile(total, 50)),
+    }
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else round(v * 1000, 1)
+
+
+def _s(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the phases and print the figures."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kb", type=Path, help="A knowledge base to serve (default: samples/ ingested into a temp folder).")
+    p.add_argument("--search-clients", type=int, default=32)
+    p.add_argument("--search-requests", type=int, default=25, help="Searches per search client.")
+    p.add_argument("--ask-clients", type=int, default=8)
+    p.add_argument("--ask-requests", type=int, default=2, help="Questions per ask client.")
+    p.add_argument("--stream-rounds", type=int, default=5)
+    p.add_argument("--queue", type=int, default=4, help="serve_queue for the server.")
+    p.add_argument("--limit", type=float, default=300.0, help="Time limit of each phase, in seconds.")
+    p.add_argument("--no-save", action="store_true", help="Do not append to bench/results.jsonl.")
+    o = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kb-serve-bench-") as tmp:
+        home = o.kb
+        if home is None:
+            home = Path(tmp) / "kb"
+            subprocess.run([*kb_command(), "ingest", str(SAMPLES), "--kb", str(home), "-q"], cwd=REPO, check=True)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        started = time.perf_counter()
+        proc = start_server(home, port, o.queue, Path(tmp) / "serve.log")
+        ready = time.perf_counter() - started
+        try:
+            with httpx.Client(base_url=url, timeout=300) as c:  # warm: the first calls pay for lazy set-up
+                for q in QUESTIONS[:5]:
+                    c.post("/v1/search", json={"query": q})
+                c.post("/v1/ask", json={"question": QUESTIONS[0]})
+            search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit))
+            ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, o.limit))
+            stream = stream_phase(url, o.stream_rounds)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "bench": "serve_load",
+        "loadavg": load,
+        "server_ready_s": round(ready, 1),
+        "search": search,
+        "ask": ask,
+        "stream": stream,
+    }
+    print(f"kb serve load benchmark, {result['date']}, load average {' '.join(load)}; server ready in {ready:.1f} s")
+    print(f"{'':34}{'measured':>14}{'target':>14}")
+    rows = [
+        (f"search p50 ({search['clients']} clients)", f"{search['p50_ms']} ms", ""),
+        (f"search p95 ({search['clients']} clients)", f"{search['p95_ms']} ms", f"<= {SEARCH_P95_TARGET_MS:g} ms"),
+        ("search errors", f"{search['errors']}/{search['requests']}", "0"),
+        ("search throughput", f"{search['per_second']}/s", ""),
+        (f"ask answered ({ask['clients']} clients)", str(ask["answered"]), ""),
+        ("ask refused with 429", str(ask["refused_429"]), ""),
+        ("ask errors", str(ask["errors"]), "0"),
+        ("ask p50 / p95", f"{ask['p50_s']} / {ask['p95_s']} s", ""),
+        ("ask queue wait p50 / p95", f"{ask['queue_wait_p50_s']} / {ask['queue_wait_p95_s']} s", ""),
+        ("stream: first verified sentence", f"{stream['first_sentence_p50_s']} s", f"<= {FIRST_SENTENCE_TARGET_S:g} s"),
+        ("stream: complete answer", f"{stream['complete_p50_s']} s", ""),
+    ]
+    for name, value, target in rows:
+        print(f"{name:34}{value:>14}{target:>14}")
+    if not o.no_save:
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+    ok = search["errors"] == 0 and ask["errors"] == 0 and stream["errors"] == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
