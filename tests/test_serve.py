@@ -380,6 +380,9 @@ def test_without_tokens_a_loopback_server_is_open(settings, tmp_path):
         assert page.status_code == 200 and '<script src="/static/app.js">' in page.text
         assert httpx.get(srv.url + "/static/app.js").status_code == 200
         assert "cdn" not in page.text.lower() and "http" not in httpx.get(srv.url + "/static/app.js").text
+        # DNS rebinding: a request addressed to another host name is refused by an open server.
+        r = httpx.post(srv.url + "/v1/search", json={"query": "office"}, headers={"Host": "attacker.example"})
+        assert r.status_code == 400 and "8 am" not in r.text
     service.close()
 
 

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,7 @@ from kb.server.queue import Cancelled, QueueFull, Ticket
 from kb.server.service import Caller, Forbidden, NotFound, Service, Unauthorized
 
 WEB = Path(__file__).resolve().parent.parent / "web"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLL = 0.25  # seconds between checks that a client waiting for the LLM is still there
 
 
@@ -101,6 +103,18 @@ def create_app(service: Service) -> FastAPI:
     """The ASGI app over `service`."""
     app = FastAPI(title="kb", version="1", docs_url=None, redoc_url=None)  # the docs pages load a CDN
     app.state.service = service
+    app.state.workers = ThreadPoolExecutor(max_workers=service.queue.capacity + 16, thread_name_prefix="kb-answer")
+    if not service.auth_required:
+        # Open on loopback: answer only requests addressed to a loopback name, so a web page
+        # elsewhere cannot reach this server by pointing its own host name at 127.0.0.1.
+        @app.middleware("http")
+        async def loopback_only(request: Request, call_next: Callable) -> Any:
+            if host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+                return JSONResponse(
+                    oai.error_body("this server answers only requests addressed to a loopback name", "invalid_host"),
+                    status_code=400,
+                )
+            return await call_next(request)
 
     @app.exception_handler(KBError)
     async def kb_error(_: Request, exc: KBError) -> JSONResponse:
@@ -250,6 +264,13 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8765" -> "[::1]")."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0]
+
+
 def _model(service: Service) -> dict:
     return {"id": service.name, "object": "model", "created": int(service.started), "owned_by": "kb"}
 
@@ -275,10 +296,16 @@ def _error(exc: Exception) -> JSONResponse:
     )
 
 
+def _workers(request: Request) -> ThreadPoolExecutor:
+    """The threads that run answers: enough for every place in the queue and the extractive answers
+    beside them, so a job admitted to the queue never also waits for a thread."""
+    return request.app.state.workers
+
+
 async def _job(request: Request, ticket: Ticket | None, work: Callable[[threading.Event], Any]) -> Any:
     """Run `work` in a thread; if the client goes away meanwhile, cancel it (freeing its place)."""
     cancel = threading.Event()
-    task = asyncio.ensure_future(asyncio.to_thread(work, cancel))
+    task = asyncio.get_running_loop().run_in_executor(_workers(request), work, cancel)
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=POLL)
@@ -318,7 +345,7 @@ def _sse(
             except Exception as exc:  # reported in the stream: the status line is already sent
                 loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
 
-        task = asyncio.ensure_future(asyncio.to_thread(run))
+        task = loop.run_in_executor(_workers(request), run)
         try:
             while True:
                 try:
