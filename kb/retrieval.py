@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -93,22 +94,29 @@ def score_fusion(
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+@functools.lru_cache(maxsize=8192)
+def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    # Cached: a server meets the same passages query after query, and this was a third of a search.
     words = [w.lower() for w in _WORD.findall(text)]
-    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+    return frozenset(tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1)))
 
 
 def drop_near_duplicates(chunks: list[ChunkRow], threshold: float = 0.9) -> list[int]:
     """Indexes of chunks to keep: each kept one differs from every better-ranked one."""
     kept: list[int] = []
-    kept_sh: list[set[tuple[str, ...]]] = []
+    kept_sh: list[frozenset[tuple[str, ...]]] = []
     for i, chunk in enumerate(chunks):
         sh = _shingles(chunk.text)
-        dup = any(len(sh & other) / max(1, len(sh | other)) >= threshold for other in kept_sh)
+        dup = any(_jaccard(sh, other) >= threshold for other in kept_sh)
         if not dup:
             kept.append(i)
             kept_sh.append(sh)
     return kept
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    both = len(a & b)
+    return both / max(1, len(a) + len(b) - both)
 
 
 def candidate_depth(k: int) -> int:

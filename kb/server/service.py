@@ -14,6 +14,7 @@ import hashlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,13 +65,22 @@ class Caller:
             raise Forbidden(f"token {self.token!r} may not {scope} (its scopes: {', '.join(self.scopes) or 'none'})")
 
 
-class LockedEmbedder:
-    """The shared embedder, one call at a time: its tokenizer is not safe to call from two
-    threads at once, and on a CPU two embeddings at once are no faster than one after the other."""
+class SharedEmbedder:
+    """The embedder as the server's threads share it.
 
-    def __init__(self, inner: Embedder) -> None:
+    At most `parallel` calls run at once (one per core: the server loads the model with one
+    thread per call, which on a CPU spends less time per query than one call spread over both
+    cores). Short calls (queries) are remembered: the same question asked again, by the web page
+    or a client polling, is not embedded again.
+    """
+
+    CACHE_SIZE = 4096
+
+    def __init__(self, inner: Embedder, parallel: int = 1) -> None:
         self.inner = inner
-        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, parallel))
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.name: str = inner.name
         self.fingerprint: str = inner.fingerprint
         self.tokenizer_file: str = inner.tokenizer_file
@@ -82,9 +92,24 @@ class LockedEmbedder:
         return self.inner.tokenizer()
 
     def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
-        """Vectors, computed under the lock."""
-        with self._lock:
-            return self.inner.embed(texts, batch_size=batch_size)
+        """Vectors, one row per text; queries seen recently come from the cache."""
+        if len(texts) > 4:
+            with self._slots:
+                return self.inner.embed(texts, batch_size=batch_size)
+        with self._cache_lock:
+            known = {t: self._cache[t] for t in texts if t in self._cache}
+            for t in known:
+                self._cache.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            with self._slots:
+                fresh = self.inner.embed(missing, batch_size=batch_size)
+            with self._cache_lock:
+                for t, v in zip(missing, fresh, strict=True):
+                    known[t] = self._cache[t] = v
+                while len(self._cache) > self.CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return np.stack([known[t] for t in texts]).astype(np.float32, copy=True)
 
 
 class CancellableLLM:
@@ -132,10 +157,10 @@ class Service:
         self.folder = settings.home.resolve()
         self.name = self.folder.name or "kb"
         self.id = kb_id(self.folder)
-        inner = embedder or load_embedder(
-            settings.embed_model, threads=settings.threads, backend=settings.embed_backend
-        )
-        self.embedder = LockedEmbedder(inner)
+        # One thread per call, calls side by side (SharedEmbedder): less CPU per query than one
+        # call spread over every core, and concurrent searches use all of them.
+        inner = embedder or load_embedder(settings.embed_model, threads=1, backend=settings.embed_backend)
+        self.embedder = SharedEmbedder(inner, parallel=settings.threads)
         self._local = threading.local()
         self._handles: list[KnowledgeBase] = []
         self._handles_lock = threading.Lock()
