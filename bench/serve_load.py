@@ -86,8 +86,10 @@ def start_server(home: Path, port: int, queue: int, log: Path) -> subprocess.Pop
     raise SystemExit(f"kb serve did not answer within 300 s; see {log}")
 
 
-async def search_phase(url: str, clients: int, per_client: int, limit_s: float) -> dict[str, Any]:
-    """`clients` concurrent clients, each sending `per_client` searches one after the other."""
+async def search_phase(url: str, clients: int, per_client: int, limit_s: float, distinct: bool) -> dict[str, Any]:
+    """`clients` concurrent clients, each sending `per_client` searches one after the other: the
+    sample questions over and over, or (`distinct`) each made unique, so none is answered from
+    the server's cache of query vectors."""
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + limit_s
@@ -98,6 +100,8 @@ async def search_phase(url: str, clients: int, per_client: int, limit_s: float) 
                 if time.monotonic() > deadline:
                     return
                 q = QUESTIONS[(i * per_client + j) % len(QUESTIONS)]
+                if distinct:
+                    q = f"{q} (request {i}-{j})"
                 t0 = time.perf_counter()
                 try:
                     r = await c.post("/v1/search", json={"query": q, "k": 10})
@@ -115,6 +119,7 @@ async def search_phase(url: str, clients: int, per_client: int, limit_s: float) 
     wall = time.perf_counter() - t0
     return {
         "clients": clients,
+        "distinct_queries": distinct,
         "requests": len(latencies) + len(errors),
         "errors": len(errors),
         "error_kinds": sorted(set(errors)),
@@ -244,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 for q in QUESTIONS[:5]:
                     c.post("/v1/search", json={"query": q})
                 c.post("/v1/ask", json={"question": QUESTIONS[0]})
-            search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit))
+            distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, True))
+            search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, False))
             ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, o.limit))
             stream = stream_phase(url, o.stream_rounds)
         finally:
@@ -259,17 +265,30 @@ def main(argv: list[str] | None = None) -> int:
         "bench": "serve_load",
         "loadavg": load,
         "server_ready_s": round(ready, 1),
+        "search_distinct": distinct,
         "search": search,
         "ask": ask,
         "stream": stream,
     }
     print(f"kb serve load benchmark, {result['date']}, load average {' '.join(load)}; server ready in {ready:.1f} s")
-    print(f"{'':34}{'measured':>14}{'target':>14}")
+    print(f"{'':42}{'measured':>16}{'target':>12}")
     rows = [
-        (f"search p50 ({search['clients']} clients)", f"{search['p50_ms']} ms", ""),
-        (f"search p95 ({search['clients']} clients)", f"{search['p95_ms']} ms", f"<= {SEARCH_P95_TARGET_MS:g} ms"),
-        ("search errors", f"{search['errors']}/{search['requests']}", "0"),
-        ("search throughput", f"{search['per_second']}/s", ""),
+        (f"search p50 ({distinct['clients']} clients, distinct)", f"{distinct['p50_ms']} ms", ""),
+        (
+            f"search p95 ({distinct['clients']} clients, distinct)",
+            f"{distinct['p95_ms']} ms",
+            f"<= {SEARCH_P95_TARGET_MS:g} ms",
+        ),
+        ("search errors (distinct)", f"{distinct['errors']}/{distinct['requests']}", "0"),
+        ("search throughput (distinct)", f"{distinct['per_second']}/s", ""),
+        (f"search p50 ({search['clients']} clients, repeated)", f"{search['p50_ms']} ms", ""),
+        (
+            f"search p95 ({search['clients']} clients, repeated)",
+            f"{search['p95_ms']} ms",
+            f"<= {SEARCH_P95_TARGET_MS:g} ms",
+        ),
+        ("search errors (repeated)", f"{search['errors']}/{search['requests']}", "0"),
+        ("search throughput (repeated)", f"{search['per_second']}/s", ""),
         (f"ask answered ({ask['clients']} clients)", str(ask["answered"]), ""),
         ("ask refused with 429", str(ask["refused_429"]), ""),
         ("ask errors", str(ask["errors"]), "0"),
@@ -279,11 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         ("stream: complete answer", f"{stream['complete_p50_s']} s", ""),
     ]
     for name, value, target in rows:
-        print(f"{name:34}{value:>14}{target:>14}")
+        print(f"{name:42}{value:>16}{target:>12}")
     if not o.no_save:
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(result) + "\n")
-    ok = search["errors"] == 0 and ask["errors"] == 0 and stream["errors"] == 0
+    ok = distinct["errors"] == 0 and search["errors"] == 0 and ask["errors"] == 0 and stream["errors"] == 0
     return 0 if ok else 1
 
 
