@@ -57,6 +57,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_per_request(pid: int, before: float | None, requests: int) -> float | None:
+    """Server CPU milliseconds per request since `before`: unlike latency, hardly changed by
+    other programs competing for the cores, so it says what an idle machine could serve."""
+    after = cpu_seconds(pid)
+    if before is None or after is None or not requests:
+        return None
+    return round((after - before) * 1000 / requests, 2)
+
+
 def kb_command() -> list[str]:
     """How to run kb with this Python."""
     return [sys.executable, "-m", "cli"]
@@ -249,8 +267,12 @@ def main(argv: list[str] | None = None) -> int:
                 for q in QUESTIONS[:5]:
                     c.post("/v1/search", json={"query": q})
                 c.post("/v1/ask", json={"question": QUESTIONS[0]})
+            cpu0 = cpu_seconds(proc.pid)
             distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, True))
+            distinct["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, distinct["requests"])
+            cpu0 = cpu_seconds(proc.pid)
             search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, False))
+            search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
             ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, o.limit))
             stream = stream_phase(url, o.stream_rounds)
         finally:
@@ -281,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("search errors (distinct)", f"{distinct['errors']}/{distinct['requests']}", "0"),
         ("search throughput (distinct)", f"{distinct['per_second']}/s", ""),
+        ("server CPU per search (distinct)", f"{distinct['server_cpu_ms_per_request']} ms", ""),
         (f"search p50 ({search['clients']} clients, repeated)", f"{search['p50_ms']} ms", ""),
         (
             f"search p95 ({search['clients']} clients, repeated)",
@@ -289,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("search errors (repeated)", f"{search['errors']}/{search['requests']}", "0"),
         ("search throughput (repeated)", f"{search['per_second']}/s", ""),
+        ("server CPU per search (repeated)", f"{search['server_cpu_ms_per_request']} ms", ""),
         (f"ask answered ({ask['clients']} clients)", str(ask["answered"]), ""),
         ("ask refused with 429", str(ask["refused_429"]), ""),
         ("ask errors", str(ask["errors"]), "0"),

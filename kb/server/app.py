@@ -144,9 +144,10 @@ def create_app(service: Service) -> FastAPI:
     def status(who: Who) -> dict:
         return service.status(who)
 
-    @app.post("/v1/search")
-    def search(body: SearchRequest, who: Who) -> dict:
-        return service.search(who, body.query, body.k, body.mode)
+    @app.post("/v1/search", response_model=None)
+    def search(body: SearchRequest, who: Who) -> JSONResponse:
+        # Sent as it is: a returned dict would be walked again by FastAPI's encoder on every search.
+        return JSONResponse(service.search(who, body.query, body.k, body.mode))
 
     @app.post("/v1/ask", response_model=None)
     async def ask(body: AskRequest, request: Request, who: Who) -> Any:
@@ -168,7 +169,7 @@ def create_app(service: Service) -> FastAPI:
                     cancel=cancel,
                 ),
             )
-            return answer.to_json()
+            return JSONResponse(answer.to_json())
 
         def work(emit: Callable[[str], None], cancel: threading.Event) -> None:
             answer = service.ask(
@@ -212,7 +213,7 @@ def create_app(service: Service) -> FastAPI:
                     cancel=cancel,
                 ),
             )
-            return oai.completion(cid, model_name, rw, answer)
+            return JSONResponse(oai.completion(cid, model_name, rw, answer))
 
         def work(emit: Callable[[str], None], cancel: threading.Event) -> None:
             started: list[bool] = []

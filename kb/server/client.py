@@ -158,8 +158,7 @@ def _message(status: int, text: str) -> str:
 def find_server(folder: Path, token: str | None) -> ServerClient | None:
     """A client of the server announced in `folder` if it is alive, serves that same folder, and
     can be used with `token` (a server with tokens is skipped without one); else None."""
-    from kb.server.run import announced_server
-    from kb.server.service import kb_id
+    from kb.server.discovery import announced_server, kb_id
 
     data = announced_server(folder)
     if data is None or data.get("kb_id") != kb_id(folder):

@@ -10,12 +10,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from ipaddress import ip_address
-from pathlib import Path
 
 from kb.errors import ConfigError
+from kb.server.discovery import DISCOVERY_FILE
 from kb.server.service import Service
-
-DISCOVERY_FILE = "serve.json"  # in the knowledge-base folder while a server runs: how `kb ask` finds it
 
 
 def is_loopback(host: str) -> bool:
@@ -82,16 +80,6 @@ def announced(service: Service, host: str, port: int) -> Iterator[None]:
                 path.unlink()
         except (OSError, ValueError):
             pass
-
-
-def announced_server(folder: Path) -> dict | None:
-    """The serve.json of a knowledge-base folder when its process is alive, else None."""
-    try:
-        data = json.loads((folder / DISCOVERY_FILE).read_text())
-        os.kill(int(data["pid"]), 0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class ThreadedServer:

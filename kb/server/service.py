@@ -10,7 +10,6 @@ chunk rows are read live, so new passages are found by keyword at once.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -29,6 +28,7 @@ from kb.embeddings import Embedder
 from kb.errors import InputError, KBError
 from kb.groups import Access, visible_documents
 from kb.knowledge import DB_FILE, KnowledgeBase
+from kb.server.discovery import kb_id
 from kb.server.queue import Cancelled, LLMQueue, Ticket
 from kb.tokens import authenticate
 
@@ -140,11 +140,6 @@ class CancellableLLM:
         """Raise Cancelled if the caller went away."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
-
-
-def kb_id(folder: Path) -> str:
-    """A short stable id of a knowledge-base folder (what `kb ask` compares to find its server)."""
-    return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 
 
 class Service:
