@@ -2,9 +2,10 @@
 behind the bounded LLM queue, and one streaming client's time to the first verified sentence.
 
     python bench/serve_load.py                         # samples/, default models
-    python bench/serve_load.py --kb PATH --search-clients 32 --ask-clients 8
+    python bench/serve_load.py --serve-kb PATH --search-clients 32 --ask-clients 8
+    python bench/run.py --only serve_load              # the same, in the shared runner's report
 
-It ingests samples/ into a temporary knowledge base (unless --kb), starts `kb serve` in its own
+It ingests samples/ into a temporary knowledge base (unless --serve-kb), starts `kb serve` in its own
 process on a free 127.0.0.1 port, warms it up, runs each phase with a bounded number of
 requests and a time limit, stops the server, prints the figures beside their targets, and
 appends one JSON line to bench/results.jsonl. Only loopback is contacted.
@@ -239,52 +240,56 @@ def _s(v: float | None) -> float | None:
     return None if v is None else round(v, 3)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the phases and print the figures."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kb", type=Path, help="A knowledge base to serve (default: samples/ ingested into a temp folder).")
+NAME = "serve_load"
+DEFAULT = False  # minutes of LLM work: run it with --only serve_load
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """This benchmark's options (also those of `python bench/serve_load.py`)."""
+    p.add_argument("--serve-kb", type=Path, help="A knowledge base to serve (default: samples/ in a temp folder).")
     p.add_argument("--search-clients", type=int, default=32)
     p.add_argument("--search-requests", type=int, default=25, help="Searches per search client.")
     p.add_argument("--ask-clients", type=int, default=8)
     p.add_argument("--ask-requests", type=int, default=2, help="Questions per ask client.")
     p.add_argument("--stream-rounds", type=int, default=5)
-    p.add_argument("--queue", type=int, default=4, help="serve_queue for the server.")
-    p.add_argument("--limit", type=float, default=300.0, help="Time limit of each phase, in seconds.")
-    p.add_argument("--no-save", action="store_true", help="Do not append to bench/results.jsonl.")
-    o = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="kb-serve-bench-") as tmp:
-        home = o.kb
-        if home is None:
-            home = Path(tmp) / "kb"
-            subprocess.run([*kb_command(), "ingest", str(SAMPLES), "--kb", str(home), "-q"], cwd=REPO, check=True)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        proc = start_server(home, port, o.queue, Path(tmp) / "serve.log")
-        ready = time.perf_counter() - started
+    p.add_argument("--serve-queue", type=int, default=4, help="serve_queue of the server.")
+    p.add_argument("--serve-limit", type=float, default=300.0, help="Time limit of each phase, in seconds.")
+
+
+def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Start a server, run the phases, stop it; the figures."""
+    home = o.serve_kb
+    if home is None:
+        home = tmp / "serve-kb"
+        subprocess.run([*kb_command(), "ingest", str(SAMPLES), "--kb", str(home), "-q"], cwd=REPO, check=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = start_server(home, port, o.serve_queue, tmp / "serve.log")
+    ready = time.perf_counter() - started
+    try:
+        with httpx.Client(base_url=url, timeout=300) as c:  # warm: the first calls pay for lazy set-up
+            for q in QUESTIONS[:5]:
+                c.post("/v1/search", json={"query": q})
+            c.post("/v1/ask", json={"question": QUESTIONS[0]})
+        limit = o.serve_limit
+        cpu0 = cpu_seconds(proc.pid)
+        distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, True))
+        distinct["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, distinct["requests"])
+        cpu0 = cpu_seconds(proc.pid)
+        search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, False))
+        search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
+        ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, limit))
+        stream = stream_phase(url, o.stream_rounds)
+    finally:
+        proc.terminate()
         try:
-            with httpx.Client(base_url=url, timeout=300) as c:  # warm: the first calls pay for lazy set-up
-                for q in QUESTIONS[:5]:
-                    c.post("/v1/search", json={"query": q})
-                c.post("/v1/ask", json={"question": QUESTIONS[0]})
-            cpu0 = cpu_seconds(proc.pid)
-            distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, True))
-            distinct["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, distinct["requests"])
-            cpu0 = cpu_seconds(proc.pid)
-            search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, o.limit, False))
-            search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
-            ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, o.limit))
-            stream = stream_phase(url, o.stream_rounds)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    result = {
+    return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "bench": "serve_load",
         "loadavg": load,
         "server_ready_s": round(ready, 1),
         "search_distinct": distinct,
@@ -292,8 +297,21 @@ def main(argv: list[str] | None = None) -> int:
         "ask": ask,
         "stream": stream,
     }
-    print(f"kb serve load benchmark, {result['date']}, load average {' '.join(load)}; server ready in {ready:.1f} s")
-    print(f"{'':42}{'measured':>16}{'target':>12}")
+
+
+def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
+    """The bench/run.py entry point."""
+    res[NAME] = measure(o, tmp)
+
+
+def report(res: dict[str, Any]) -> list[str]:
+    """The figures beside their targets."""
+    r = res[NAME]
+    distinct, search, ask, stream = r["search_distinct"], r["search"], r["ask"], r["stream"]
+    lines = [
+        f"kb serve load ({r['date']}, load average {' '.join(r['loadavg'])}; server ready in {r['server_ready_s']} s)",
+        f"{'':42}{'measured':>16}{'target':>12}",
+    ]
     rows = [
         (f"search p50 ({distinct['clients']} clients, distinct)", f"{distinct['p50_ms']} ms", ""),
         (
@@ -321,13 +339,24 @@ def main(argv: list[str] | None = None) -> int:
         ("stream: first verified sentence", f"{stream['first_sentence_p50_s']} s", f"<= {FIRST_SENTENCE_TARGET_S:g} s"),
         ("stream: complete answer", f"{stream['complete_p50_s']} s", ""),
     ]
-    for name, value, target in rows:
-        print(f"{name:42}{value:>16}{target:>12}")
+    return lines + [f"{name:42}{value:>16}{target:>12}" for name, value, target in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run on its own: measure, print, append to bench/results.jsonl."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.add_argument("--no-save", action="store_true", help="Do not append to bench/results.jsonl.")
+    o = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="kb-serve-bench-") as tmp:
+        res = {NAME: measure(o, Path(tmp))}
+    print("\n".join(report(res)))
     if not o.no_save:
         with RESULTS.open("a") as fh:
-            fh.write(json.dumps(result) + "\n")
-    ok = distinct["errors"] == 0 and search["errors"] == 0 and ask["errors"] == 0 and stream["errors"] == 0
-    return 0 if ok else 1
+            fh.write(json.dumps({"bench": NAME, **res[NAME]}) + "\n")
+    r = res[NAME]
+    parts = (r["search_distinct"], r["search"], r["ask"], r["stream"])
+    return 0 if all(part["errors"] == 0 for part in parts) else 1
 
 
 if __name__ == "__main__":
