@@ -169,6 +169,7 @@ def _check_citations(text, kb):
         assert c["text"][q["start"] : q["end"]] == q["text"]
         assert c["path"].endswith(".md") and isinstance(c["chunk_id"], int)
         assert "page_start" in c and q["doc_end"] - q["doc_start"] == q["end"] - q["start"]
+        assert {"page_start", "page_end"} <= set(q) and {"member", "locator"} <= set(c)
 
 
 def test_openai_client_non_streamed_answer_carries_citations(server):

@@ -33,15 +33,21 @@ function element(tag, className, text) {
   return el;
 }
 
-function pages(c) {
-  if (!c.page_start) return "";
-  return c.page_start === c.page_end || !c.page_end ? "p. " + c.page_start : "pp. " + c.page_start + "-" + c.page_end;
+function pages(first, last) {
+  if (!first) return "";
+  return first === last || !last ? "p. " + first : "pp. " + first + "-" + last;
 }
 
+// File (and the file inside it), then the pages of the quote when known, else of the passage,
+// then a slide or sheet range, then the headings.
 function where(c) {
-  const parts = [c.path.split("/").pop()];
-  const p = pages(c);
+  let file = c.path.split("/").pop();
+  if (c.member) file += " › " + c.member;
+  const parts = [file];
+  const q = c.quote && c.quote.page_start ? c.quote : c;
+  const p = pages(q.page_start, q.page_end);
   if (p) parts.push(p);
+  if (c.locator) parts.push(c.locator);
   if (c.heading && c.heading.length) parts.push(c.heading.join(" > "));
   return parts.join(", ");
 }
