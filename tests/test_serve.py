@@ -146,6 +146,8 @@ def test_search_and_ask_json_match_the_cli_schemas(server):
             "page_start",
             "page_end",
             "heading",
+            "member",
+            "locator",
             "chunk_id",
             "char_start",
             "char_end",
