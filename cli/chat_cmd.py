@@ -56,10 +56,11 @@ def chat(
     )
     explicit = any(v is not None for v in (embed_model, llm_model, threads))
     client = server_client(server, token, s.home, in_process_only=explicit)
+    limits = (s.min_answerability, s.min_relevance)  # for saying why an answer is refused or partial
     if client is not None:
         err(f"kb: chatting through the server at {client.url}")
         with client:
-            _loop(lambda messages: _turn_server(client, messages, extractive, k, mode))
+            _loop(lambda messages: _turn_server(client, messages, extractive, k, mode, limits))
         return
     from kb.answer import Answerer
     from kb.knowledge import KnowledgeBase
@@ -67,7 +68,7 @@ def chat(
     err("kb: loading the models…")
     with KnowledgeBase(s) as base:
         answerer = Answerer.for_kb(base, extractive=extractive)
-        _loop(lambda messages: _turn_local(answerer, messages, extractive))
+        _loop(lambda messages: _turn_local(answerer, messages, extractive, limits))
 
 
 def _loop(turn: Any) -> None:
@@ -98,7 +99,14 @@ def _show_rewrite(rewrite: dict) -> None:
         typer.echo(f"(searching for: {rewrite['standalone']})")
 
 
-def _turn_server(client: Any, messages: list[dict], extractive: bool, k: int | None, mode: str | None) -> str:
+def _turn_server(
+    client: Any,
+    messages: list[dict],
+    extractive: bool,
+    k: int | None,
+    mode: str | None,
+    limits: tuple[float, float],
+) -> str:
     """One turn through the server, text printed as it streams."""
     from cli.ask_cmd import render_answer
 
@@ -113,21 +121,29 @@ def _turn_server(client: Any, messages: list[dict], extractive: bool, k: int | N
     )
     if shown:
         typer.echo("")
-    render_answer(_as_answer(text, final), text_shown=bool(shown))
+    render_answer(_as_answer(text, final), *limits, streamed=[text] if shown else None)
     return text
 
 
-def _turn_local(answerer: Any, messages: list[dict], extractive: bool) -> str:
-    """One turn in-process: rewrite, answer, print the verified sentences, then the sources."""
+def _turn_local(answerer: Any, messages: list[dict], extractive: bool, limits: tuple[float, float]) -> str:
+    """One turn in-process: rewrite, answer with the verified sentences printed as they come, then the sources."""
     from cli.ask_cmd import render_answer
-    from kb.chat import answer_pieces, rewrite, split_conversation
+    from kb.chat import remaining_pieces, rewrite, sentence_piece, split_conversation
 
     history, question = split_conversation(messages)
     rw = rewrite(history, question, None if extractive else answerer.llm)
     _show_rewrite(rw.to_json())
-    answer = answerer.ask(rw.standalone, extractive=extractive)
-    typer.echo(" ".join(answer_pieces(answer)))
-    render_answer(answer.to_json(), text_shown=True)
+    shown: list[str] = []
+
+    def show(piece: str) -> None:
+        typer.echo(("" if not shown else " ") + piece, nl=False)
+        shown.append(piece)
+
+    answer = answerer.ask(rw.standalone, extractive=extractive, on_sentence=lambda s: show(sentence_piece(s)))
+    for piece in remaining_pieces(answer, shown):
+        show(piece)
+    typer.echo("")
+    render_answer(answer.to_json(), *limits, streamed=shown, exact=answer.answerability)
     return answer.text
 
 

@@ -168,15 +168,29 @@ def split_conversation(messages: Sequence[dict]) -> tuple[list[Turn], str]:
     return history, turns[last].content.strip()
 
 
+def sentence_piece(sentence: Any) -> str:
+    """One verified sentence as it reads in the answer text: its words, then its [n] markers."""
+    return " ".join(sentence.text.split()) + " " + "".join(f"[{n}]" for n in sentence.citations)
+
+
 def answer_pieces(answer: Any) -> list[str]:
     """The answer text cut into its verified sentences, each with its [n] markers, for streaming.
 
     Joined with single spaces they give `answer.text` exactly; when they would not (a refusal,
     a text composed otherwise), the whole text is one piece.
     """
-    pieces = [
-        " ".join(s.text.split()) + " " + "".join(f"[{n}]" for n in s.citations)
-        for s in answer.sentences
-        if s.supported and s.citations
-    ]
+    pieces = [sentence_piece(s) for s in answer.sentences if s.supported and s.citations]
     return pieces if pieces and " ".join(pieces) == answer.text else [answer.text]
+
+
+def remaining_pieces(answer: Any, streamed: Sequence[str]) -> list[str]:
+    """What a stream that has sent `streamed` (sentences as they were verified) still owes of the
+    finished answer: nothing when they make up its text, the rest of the text when they begin it,
+    and the whole text as pieces when nothing was sent (a refusal streams no sentence). When the
+    streamed sentences are not the text's beginning, nothing: the final answer is authoritative."""
+    if not streamed:
+        return answer_pieces(answer)
+    sent = " ".join(streamed)
+    if answer.text == sent or not answer.text.startswith(sent + " "):
+        return []
+    return [answer.text[len(sent) + 1 :]]

@@ -69,7 +69,7 @@ class KeywordScorer:
 
 
 class QuotingLLM:
-    """A stand-in LLM that answers by quoting the first sentence of source [1] with its marker,
+    """A stand-in LLM that answers by quoting the first sentence of the first document it is given,
     streams it word by word (optionally slowly), and answers rewrite prompts from a queue.
     It records every prompt, so tests can check what reached the model."""
 
@@ -86,7 +86,7 @@ class QuotingLLM:
         return len(text.split())
 
     def chat(self, messages, *, max_tokens: int, temperature: float = 0.0, on_token=None, stop=None) -> str:
-        """A quote of source [1], or the next queued rewrite."""
+        """A quote of the first document, or the next queued rewrite."""
         import re
         import time
 
@@ -95,10 +95,10 @@ class QuotingLLM:
         if user.rstrip().endswith("Standalone question:"):
             reply = self.rewrites.pop(0) if self.rewrites else "I don't know."
         else:
-            m = re.search(r"\[1\] \([^)]*\)\n(.+?)(?:\n\n\[2\]|\n>>>)", user, re.S)
+            m = re.search(r"Document 1 \([^\n]*\):\n(.+?)(?:\n\nDocument 2 \(|\n>>>)", user, re.S)
             body = " ".join(m.group(1).split()) if m else ""
             first = re.split(r"(?<=[.!?])\s", body)[0] if body else ""
-            reply = f"{first.rstrip('.')} [1]." if first else "I don't know."
+            reply = f"{first.rstrip('.')}." if first else "I don't know."
         for word in reply.split(" "):
             if self.delay:
                 time.sleep(self.delay)

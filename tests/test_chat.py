@@ -7,7 +7,18 @@ import time
 
 import pytest
 
-from kb.chat import Turn, acceptable, clean_rewrite, needs_rewrite, rewrite, split_conversation
+from kb.answer import Answer, Sentence
+from kb.chat import (
+    Turn,
+    acceptable,
+    answer_pieces,
+    clean_rewrite,
+    needs_rewrite,
+    remaining_pieces,
+    rewrite,
+    sentence_piece,
+    split_conversation,
+)
 from kb.server.queue import Cancelled, LLMQueue, QueueFull
 from tests.fakes import ScriptedLLM
 
@@ -85,6 +96,21 @@ def test_split_conversation():
     for bad in ([], [{"role": "assistant", "content": "hi"}], [{"role": "user", "content": "  "}]):
         with pytest.raises(ValueError):
             split_conversation(bad)
+
+
+def test_streamed_sentences_and_what_a_stream_still_owes():
+    one = Sentence("Full-time staff get\n28 days.", (1,), True, 0.9)
+    two = Sentence("Part-time staff get a share.", (2, 1), True, 0.8)
+    assert sentence_piece(one) == "Full-time staff get 28 days. [1]"
+    answer = Answer("q", "Full-time staff get 28 days. [1] Part-time staff get a share. [2][1]", False, "generative")
+    answer.sentences = [one, two, Sentence("Unbacked.", (), False, 0.1)]
+    assert answer_pieces(answer) == ["Full-time staff get 28 days. [1]", "Part-time staff get a share. [2][1]"]
+    assert remaining_pieces(answer, []) == answer_pieces(answer)
+    assert remaining_pieces(answer, answer_pieces(answer)) == []
+    assert remaining_pieces(answer, ["Full-time staff get 28 days. [1]"]) == ["Part-time staff get a share. [2][1]"]
+    assert remaining_pieces(answer, ["Something else. [1]"]) == []  # the final answer is authoritative
+    refusal = Answer("q", "The documents do not answer this question.", True, "refusal")
+    assert remaining_pieces(refusal, []) == [refusal.text]
 
 
 def test_queue_admits_then_refuses_and_frees_places():

@@ -2,7 +2,7 @@
 
 The models are the test stand-ins (hashing embedder, a quoting LLM), so these tests check the
 server's logic: authentication, groups, streaming, citations, the queue, cancellation, freshness.
-tests/test_serve_models.py does the same with the real models.
+tests/test_serve_real.py does the same with the real models.
 """
 
 from __future__ import annotations
@@ -235,6 +235,47 @@ def test_kb_ask_stream_events(server):
     answer = json.loads(events[-1].split("data: ", 1)[1])
     sentences = [json.loads(e.split("data: ", 1)[1])["text"] for e in events[:-1]]
     assert " ".join(sentences) == answer["answer"]
+
+
+class _HeldLLM(QuotingLLM):
+    """Writes one sentence of the leave document and the start of a second, then holds until the
+    client has received the first sentence (or gives up after a while): the stream must deliver
+    a verified sentence while the model is still writing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen_by_client = threading.Event()
+        self.held_until_seen: bool | None = None
+
+    def chat(self, messages, *, max_tokens: int, temperature: float = 0.0, on_token=None, stop=None) -> str:
+        if messages[-1]["content"].rstrip().endswith("Standalone question:"):
+            return super().chat(messages, max_tokens=max_tokens, on_token=on_token)
+        first, begun, rest = (
+            "Full-time employees receive 28 days of annual leave per year.",
+            " The leave",
+            " is yearly.",
+        )
+        on_token(first)
+        on_token(begun)
+        self.held_until_seen = self.seen_by_client.wait(10)
+        on_token(rest)
+        return first + begun + rest
+
+
+def test_a_verified_sentence_streams_while_the_model_still_writes(kb_settings):
+    llm = _HeldLLM()
+    service = Service(kb_settings, embedder=FakeEmbedder(), llm=llm)
+    question = {"question": "How many days of annual leave do full-time employees get?", "stream": True}
+    with ThreadedServer(service) as srv, _client(srv) as c, c.stream("POST", "/v1/ask", json=question) as r:
+        events = []
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                events.append(line[len("event: ") :])
+                if events[-1] == "sentence":
+                    llm.seen_by_client.set()
+    service.close()
+    assert events[0] == "sentence" and events[-1] == "answer"
+    assert llm.held_until_seen is True  # the sentence arrived before the model had finished
 
 
 QUESTIONS = [

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from kb.chat import answer_pieces
+from kb.chat import remaining_pieces, sentence_piece
 from kb.config import Settings
 from kb.embeddings import Embedder
 from kb.errors import InputError, KBError
@@ -378,10 +378,20 @@ class Service:
             _check_k(k)
             answerer.top_k = k
         answerer.mode = _mode(mode, answerer.mode)
-        answer = answerer.ask(question, extractive=extractive, allow=self.allow(kb, caller))
-        if on_sentence:
-            for piece in answer_pieces(answer):
-                on_sentence(piece)
+        allow = self.allow(kb, caller)
+        if on_sentence is None:
+            return answerer.ask(question, extractive=extractive, allow=allow)
+        streamed: list[str] = []
+
+        def verified(sentence: Any) -> None:
+            # Called by the answerer as each sentence is verified, while the model still writes.
+            piece = sentence_piece(sentence)
+            streamed.append(piece)
+            on_sentence(piece)
+
+        answer = answerer.ask(question, extractive=extractive, allow=allow, on_sentence=verified)
+        for piece in remaining_pieces(answer, streamed):
+            on_sentence(piece)
         return answer
 
     def summarize(
