@@ -14,12 +14,15 @@ import typer
 
 from cli import (
     ask_cmd,
+    chat_cmd,
     eval_cmd,
     eval_qa_cmd,
     eval_summaries_cmd,
+    groups_cmd,
     ingest_cmd,
     maintenance_cmd,
     search_cmd,
+    serve_cmd,
     status_cmd,
     summarize_cmd,
 )
@@ -66,6 +69,9 @@ ask_cmd.register(app)
 status_cmd.register(app)
 maintenance_cmd.register(app)
 summarize_cmd.register(app)
+groups_cmd.register(app)
+serve_cmd.register(app)
+chat_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")

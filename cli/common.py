@@ -112,6 +112,21 @@ def location(chunk: Any, *, headings: bool = True, pages: tuple[int | None, int 
     return ", ".join(p for p in (source_label(chunk), where) if p)
 
 
+def chunk_view(located: dict) -> Any:
+    """What source_label, position_label and location read, from the JSON of a search hit or an
+    answer source (its path, pages, heading, member and locator), so a result that came from a
+    server is shown the same way as one made in-process."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        path=located["path"],
+        page_start=located.get("page_start"),
+        page_end=located.get("page_end"),
+        heading_path=tuple(located.get("heading") or ()),
+        extra={k: located[k] for k in ("member", "locator") if located.get(k)},
+    )
+
+
 def display_path(path: str) -> str:
     """A path relative to the working directory when it is below it."""
     try:
@@ -179,3 +194,38 @@ def prepare_embedder(embedder: Embedder, *, quiet: bool = False) -> None:
         err("preparing the embedding model (once; about 20 s)...")
     with spinner("preparing the embedding model (once)", enabled=not quiet):
         prepare(embedder)
+
+
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="Use a running `kb serve`: a URL, 'auto' (the server announced for this knowledge base, when it "
+        "runs; the default, or $KB_SERVER) or 'off' (always in-process).",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", help="API token for a server that needs one (default: $KB_TOKEN).", show_default=False),
+]
+
+
+def server_client(server: str | None, token: str | None, home: Path, *, in_process_only: bool = False) -> Any:
+    """The kb.server.client.ServerClient to use, or None to work in-process.
+
+    'auto' uses the server announced in the knowledge-base folder when it is alive and usable,
+    unless the command asked for something only an in-process run can do (`in_process_only`:
+    another model, thread count...); an explicit URL must answer.
+    """
+    import os
+
+    from kb.server.client import connect, find_server
+
+    choice = server or os.environ.get("KB_SERVER") or "auto"
+    token = token or os.environ.get("KB_TOKEN") or None
+    if choice == "off":
+        return None
+    if choice == "auto":
+        return None if in_process_only else find_server(home.expanduser().resolve(), token)
+    return connect(choice, token)

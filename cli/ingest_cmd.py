@@ -65,6 +65,15 @@ def ingest(
         int | None, typer.Option("--workers", help="Parse worker processes (default: the cores).", min=1)
     ] = None,
     threads: ThreadsOpt = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--group",
+            "-g",
+            help="Access group for every document under PATHS (repeatable); kept for later syncs. "
+            "A .kbgroups file in a folder names groups too. See `kb groups`.",
+        ),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would change.")] = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 2 for any failed file, also those known from earlier runs.")
@@ -119,6 +128,10 @@ def ingest(
     memory limits, chunk and embed them; this process plans, stores and reports as usual, and
     the knowledge base is the same as a local run's.
 
+    Access groups (for `kb serve` tokens): --group NAME puts every document under PATHS in
+    group NAME, now and on every later sync; a `.kbgroups` file (one name per line) in a folder
+    does the same for everything below it. A document without groups is visible to every token.
+
     A file that failed before and has not changed since is reported as a known failure without
     being read again (--retry-failed reads it anyway); `kb status --failed` lists them. Files and
     folders named in a .kbignore file (one glob per line) are left out.
@@ -127,10 +140,12 @@ def ingest(
     that had not failed before (with --strict: if any failed); 1 on a usage error; 130 when
     interrupted (every file finished before is kept).
     """
+    from kb.groups import parse_group_options
     from kb.indexer import ingest as run_ingest
     from kb.indexer import plan, require_paths
     from kb.knowledge import KnowledgeBase, kb_exists
 
+    groups = parse_group_options(group or [])
     ray_engine = _engine(engine, ray_address, ray_workers) if not dry_run else None
 
     s = settings(
@@ -172,6 +187,7 @@ def ingest(
                         dry_run=dry_run,
                         engine=ray_engine,
                         retry_failed=retry_failed,
+                        groups=groups,
                     )
                 counts = base.store.counts()
     except KeyboardInterrupt:

@@ -15,10 +15,14 @@ from cli.common import (
     JsonOpt,
     KbOpt,
     ModeOpt,
+    ServerOpt,
+    TokenOpt,
+    chunk_view,
     display_path,
     position_label,
     prepare_embedder,
     print_json,
+    server_client,
     settings,
     source_label,
     wrap,
@@ -32,17 +36,7 @@ def register(app: typer.Typer) -> None:
 
 def hit_json(hit) -> dict:
     """The documented JSON form of a search hit."""
-    c = hit.chunk
-    return {
-        "rank": hit.rank,
-        "score": hit.score,
-        "relevance": hit.dense,
-        "bm25": hit.keyword,
-        **c.location_json(),
-        "char_start": c.char_start,
-        "char_end": c.char_end,
-        "text": c.text,
-    }
+    return hit.to_json()
 
 
 def _read_queries(path: Path) -> list[tuple[str, str]]:
@@ -79,6 +73,8 @@ def search(
     config: ConfigOpt = None,
     embed_model: EmbedOpt = None,
     full: Annotated[bool, typer.Option("--full", help="Show whole passages, not the first lines.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Search passages by meaning and keywords; prints file, page, heading, score and text.
@@ -87,6 +83,9 @@ def search(
     default) meaning and keyword scores are each divided by their best and added, 0.6 and 0.4,
     so the best passage scores close to 1. It ranks passages within one search; it is not
     comparable across searches. --json also gives the cosine similarity ("relevance") and BM25.
+
+    When `kb serve` runs on the same knowledge base, a single QUERY goes to it (--server off
+    searches in-process); --queries always runs in-process.
     """
     from kb.errors import InputError
     from kb.knowledge import KnowledgeBase
@@ -99,6 +98,15 @@ def search(
     if query is not None and not query.strip():
         raise InputError('the query is empty: say what to look for, e.g. kb search "travel expenses"')
     s = settings(config, home=kb, embed_model=embed_model, search_mode=mode)
+    client = None if queries else server_client(server, token, s.home, in_process_only=embed_model is not None)
+    if client is not None:
+        with client:
+            data = client.search(query or "", k, s.search_mode)
+        if json_out:
+            print_json(data)
+        else:
+            render_hits(data["hits"], full=full)
+        return
     batch = _read_queries(queries) if queries else [("1", query or "")]
     if not batch:
         raise InputError(f"{queries}: no queries")
@@ -121,18 +129,23 @@ def search(
                     where = ", ".join(x for x in (f"› {member}" if member else "", position) if x)
                     typer.echo(f"{qid}\t{h.rank}\t{h.score:.4f}\t{display_path(h.chunk.path)}\t{where}")
         return
-    hits = results[0]
+    found = [hit_json(h) for h in results[0]]
     if json_out:
-        print_json({"query": query, "mode": s.search_mode, "hits": [hit_json(h) for h in hits]})
+        print_json({"query": query, "mode": s.search_mode, "hits": found})
         return
+    render_hits(found, full=full)
+
+
+def render_hits(hits: list[dict], *, full: bool = False) -> None:
+    """Search hits (the `kb search --json` form) as text; whole passages with `full`."""
     if not hits:
         typer.echo("No passages found.")
         return
     for h in hits:
-        c = h.chunk
+        c = chunk_view(h)
         where = position_label(c)
-        typer.echo(f"{h.rank}. {source_label(c)}" + (f" ({where})" if where else "") + f"  score {h.score:.2f}")
-        text = " ".join(c.text.split()) if not full else c.text.strip()
+        typer.echo(f"{h['rank']}. {source_label(c)}" + (f" ({where})" if where else "") + f"  score {h['score']:.2f}")
+        text = " ".join(h["text"].split()) if not full else h["text"].strip()
         if not full and len(text) > 300:
             text = text[:300].rsplit(" ", 1)[0] + " …"
         typer.echo(wrap(text, "   ") + "\n")

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ConfigError
+from kb.errors import ConfigError, KBError
 
 # How the embedding model may run (kb/embeddings.py load_embedder, kb/onnx_embed.py).
 EMBED_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "openvino")
 # KB_* variables that are read but name no setting.
-OTHER_ENV = ("KB_CONFIG", "KB_MODEL_CACHE")
+OTHER_ENV = ("KB_CONFIG", "KB_MODEL_CACHE", "KB_SERVER", "KB_TOKEN")  # read by the CLI, not settings
 
 
 def _default_home() -> Path:
@@ -152,6 +152,21 @@ class Settings:
         default=2048,
     )
     pdf_password: str = _doc("Password tried on encrypted PDFs (empty password is always tried).", default="")
+    default_group: str = _doc(
+        "Access group of documents ingested without one (`kb serve` tokens): empty (the default) makes them "
+        "visible to every token; a name makes them visible only to tokens in that group.",
+        default="",
+    )
+    tokens: tuple = _doc(
+        "`kb serve` API tokens, config file only: [tokens.NAME] tables with sha256 (of the token), groups and "
+        "optional scopes (search, ask, summarize). `kb token create` writes one. With none, the server answers "
+        "only on loopback, without authentication.",
+        default=(),
+    )
+    serve_queue: int = _doc(
+        "`kb serve`: requests that may wait for the LLM while it answers another; one more gets 429 with Retry-After.",
+        default=4,
+    )
     pdf_engine: str = _doc(
         "Library that reads PDF text: auto (PDFium through pypdfium2, about 20x faster; pypdf for a file or "
         "page PDFium cannot read), pdfium (PDFium only) or pypdf (pypdf only, the slower pure-Python reader). "
@@ -235,6 +250,8 @@ def load_with_sources(config_path: Path | None = None, environ: dict[str, str] |
         raise ConfigError(f"{path}: unknown setting {name}{_suggest(name, names)}")
     sources = {name: "file" if name in values else "default" for name in names}
     for name in names:
+        if name == "tokens":  # secrets' hashes live in the file, never in the environment
+            continue
         key = "KB_" + name.upper()
         if key in env and env[key] != "":
             values[name] = env[key]
@@ -267,7 +284,11 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     for name, value in values.items():
         kind = _TYPES.get(name)
         try:
-            if kind == "int":
+            if name == "tokens":
+                from kb.tokens import parse_tokens
+
+                out[name] = value if isinstance(value, tuple) else parse_tokens(value)
+            elif kind == "int":
                 out[name] = int(value)
             elif kind == "float":
                 out[name] = float(value)
@@ -317,6 +338,7 @@ _RANGES: tuple[tuple[str, float, float | None], ...] = (
     ("min_answerability", 0, 1),
     ("max_file_mb", 0, None),
     ("parse_timeout", 0.1, None),
+    ("serve_queue", 0, None),
     ("parse_workers", 1, None),
     ("ocr_dpi", 200, 600),
     ("ocr_page_timeout", 0, None),
@@ -343,4 +365,11 @@ def _validated(s: Settings, sources: dict[str, str] | None = None, file: Path | 
         raise bad("chunk_overlap", f"must be between 0 and half of chunk_tokens ({s.chunk_tokens // 2})")
     if s.parse_memory_mb != 0 and s.parse_memory_mb < 256:
         raise bad("parse_memory_mb", "must be 0 (no cap) or at least 256")
+    if s.default_group:
+        from kb.groups import check_group_name
+
+        try:
+            check_group_name(s.default_group)
+        except KBError as exc:
+            raise bad("default_group", f"is not a group name: {exc}") from None
     return s

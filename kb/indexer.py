@@ -24,6 +24,7 @@ from ingest.formats import SUPPORTED
 from ingest.image import OCR_OFF_REASON
 from kb.config import Settings
 from kb.errors import InputError
+from kb.groups import GroupResolver
 from kb.isolation import PARSE_NICE, ParsedChunks, ParseJob, ParsePool, parse_and_chunk
 from kb.knowledge import KnowledgeBase
 from kb.store import DocumentRow, UnreadFile
@@ -269,12 +270,17 @@ def ingest(
     isolate: bool = True,
     engine: Engine | None = None,
     retry_failed: bool = False,
+    groups: Sequence[str] = (),
 ) -> IngestReport:
     """Add, update, move and remove documents so the knowledge base matches `paths`.
 
     `progress` hears of every file; `on_work` of pages, passages and bytes as they are stored.
     `engine` parses, chunks and embeds the files to (re)index elsewhere (kb/distributed.py, a
     Ray cluster); None does it in this process. Planning and storing are the same either way.
+
+    `groups` (checked names, kb/groups.py) are recorded as rules for `paths`: every document
+    under them is in those groups, in this run and later ones. Each document's groups (rules
+    plus `.kbgroups` files) are stored with it, in the same transaction as its chunks.
 
     With `dry_run`, nothing is written (the knowledge base may be opened read-only) and the
     report says what would happen; parse failures are only found by a real run. A file that
@@ -290,6 +296,9 @@ def ingest(
     # rebuilt from a half-updated store and then updated again.
     _ = kb.vectors
     files, folders, unreadable = _targets(paths)
+    if groups:
+        kb.store.add_group_rules((str(p.resolve()), g) for p in paths for g in groups)
+    resolver = GroupResolver.for_store(kb.store)
     report = IngestReport()
     stored = {d.path: d for d in kb.store.documents()}
     vanished = _vanished(stored, files, folders, unreadable)
@@ -319,9 +328,17 @@ def ingest(
             else:
                 kb.store.update_location(old_path, result.path, st.st_mtime, st.st_ctime_ns, st.st_ino)
             action = result
+        if action.status in ("unchanged", "moved"):
+            # A stored document keeps in step with its rules and .kbgroups files, changed or not.
+            found = _groups_of(resolver, action.path)
+            if isinstance(found, str):
+                action = FileResult(action.path, "failed", found + "; its previous groups are kept")
+            else:
+                kb.store.set_document_groups(action.path, found)
         emit(action)
 
-    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None]] = []  # vectors None: embed here
+    # (job, parsed, vectors or None to embed here, the document's groups)
+    buffer: list[tuple[_Parse, ParsedChunks, np.ndarray | None, tuple[str, ...]]] = []
     timings = report.timings
     bytes_total = sum(item.st.st_size for item in todo)
     tally = {"pages": 0, "passages": 0, "bytes": 0}
@@ -355,13 +372,15 @@ def ingest(
 
     def flush() -> None:
         # Embed several small files together: batches of one or two chunks waste the embedder.
-        texts = [embedding_text(p.title, c.heading_path, c.text) for _, p, v in buffer if v is None for c in p.chunks]
-        size = sum(job.st.st_size for job, _, v in buffer if v is None)
+        texts = [
+            embedding_text(p.title, c.heading_path, c.text) for _, p, v, _ in buffer if v is None for c in p.chunks
+        ]
+        size = sum(job.st.st_size for job, _, v, _ in buffer if v is None)
         tick = time.monotonic()
         vectors = embed_in_steps(texts, str(buffer[-1][0].path), size) if texts else None
         timings["embed"] += time.monotonic() - tick
         offset = 0
-        for job, parsed, given in buffer:
+        for job, parsed, given, doc_groups in buffer:
             tick = time.monotonic()
             n = len(parsed.chunks)
             if given is not None:  # embedded by the engine's worker
@@ -382,6 +401,7 @@ def ingest(
                 vectors=vecs,
                 ctime_ns=job.st.st_ctime_ns,
                 inode=job.st.st_ino,
+                groups=doc_groups,
             )
             kb.vectors.remove(removed)
             kb.vectors.add(added, vecs)
@@ -417,10 +437,17 @@ def ingest(
             emit(FileResult(str(job.path), "failed", reason))
             tell_work()
             continue
+        doc_groups = _groups_of(resolver, str(job.path))
+        if isinstance(doc_groups, str):
+            # Never index a file whose groups are unknown: it would be visible to everyone.
+            tally["bytes"] += job.st.st_size
+            emit(FileResult(str(job.path), "failed", doc_groups))
+            tell_work()
+            continue
         timings["parse"] += parsed.parse_seconds
         timings["chunk"] += parsed.chunk_seconds
-        buffer.append((job, parsed, given))
-        if sum(len(p.chunks) for _, p, v in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
+        buffer.append((job, parsed, given, doc_groups))
+        if sum(len(p.chunks) for _, p, v, _ in buffer if v is None) >= settings.embed_batch * 4 or given is not None:
             flush()
     flush()
 
@@ -460,6 +487,14 @@ def _remember_unread(
         if inside and u.path not in present and not any(Path(u.path).is_relative_to(h) for h in hidden):
             forget.add(u.path)  # deleted, or now ignored by .kbignore
     kb.store.update_unread(seen, forget)
+
+
+def _groups_of(resolver: GroupResolver, path: str) -> tuple[str, ...] | str:
+    """The groups of a file, or the reason they cannot be known (an unreadable .kbgroups file)."""
+    try:
+        return resolver.groups_for(Path(path))
+    except InputError as exc:
+        return str(exc)
 
 
 def plan(

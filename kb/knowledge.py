@@ -130,6 +130,10 @@ class KnowledgeBase:
                 self._vectors.save(self.folder, self.store.generation())
         return self._vectors
 
+    def use_vectors(self, index: VectorIndex) -> None:
+        """Search with `index` from now on (a server shares one loaded index among its readers)."""
+        self._vectors = index
+
     def save_vectors(self) -> None:
         """Persist the FAISS cache (writers only), stamped with the store generation it matches."""
         if self._vectors is not None and self.write:

@@ -77,7 +77,7 @@ def rebuild(
     try:
         old = Store(home / DB_FILE)
         try:
-            documents, before = old.documents(), old.counts()
+            documents, before, rules = old.documents(), old.counts(), old.group_rules()
         finally:
             old.close()
         paths = [Path(d.path) for d in documents]
@@ -91,6 +91,8 @@ def rebuild(
             shutil.rmtree(stale, ignore_errors=True)
         staging = staging_folder(home)
         with KnowledgeBase(dataclasses.replace(settings, home=staging), embedder=embedder, write=True) as new:
+            # The `--group` rules come along, so every document gets the same groups again.
+            new.store.add_group_rules(rules)
             report = ingest(new, [p for p in paths if p.is_file()], progress=progress, on_work=on_work, isolate=isolate)
             after = new.store.counts()
         result = RebuildReport(report, missing, before, after, seconds=0.0)

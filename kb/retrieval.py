@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,9 @@ DENSE_WEIGHT = 0.6
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+Allow = Collection[int] | None  # document ids a caller may see; None: every document
+
+
 @dataclass(frozen=True)
 class Hit:
     """A retrieved passage with its scores."""
@@ -30,6 +35,20 @@ class Hit:
     rank: int  # 1-based
     dense: float | None = None  # cosine similarity to the query, when known
     keyword: float | None = None  # BM25 score, when the passage matched keywords
+
+    def to_json(self) -> dict:
+        """The documented JSON form of a search hit (`kb search --json`, `POST /v1/search`)."""
+        c = self.chunk
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "relevance": self.dense,
+            "bm25": self.keyword,
+            **c.location_json(),
+            "char_start": c.char_start,
+            "char_end": c.char_end,
+            "text": c.text,
+        }
 
 
 def fts_query(text: str) -> str:
@@ -75,22 +94,29 @@ def score_fusion(
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+@functools.lru_cache(maxsize=8192)
+def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+    # Cached: a server meets the same passages query after query, and this was a third of a search.
     words = [w.lower() for w in _WORD.findall(text)]
-    return {tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1))}
+    return frozenset(tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1)))
 
 
 def drop_near_duplicates(chunks: list[ChunkRow], threshold: float = 0.9) -> list[int]:
     """Indexes of chunks to keep: each kept one differs from every better-ranked one."""
     kept: list[int] = []
-    kept_sh: list[set[tuple[str, ...]]] = []
+    kept_sh: list[frozenset[tuple[str, ...]]] = []
     for i, chunk in enumerate(chunks):
         sh = _shingles(chunk.text)
-        dup = any(len(sh & other) / max(1, len(sh | other)) >= threshold for other in kept_sh)
+        dup = any(_jaccard(sh, other) >= threshold for other in kept_sh)
         if not dup:
             kept.append(i)
             kept_sh.append(sh)
     return kept
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    both = len(a & b)
+    return both / max(1, len(a) + len(b) - both)
 
 
 def candidate_depth(k: int) -> int:
@@ -131,32 +157,40 @@ class Retriever:
         """Query vectors, batched."""
         return self.kb.embedder.embed(queries, batch_size=self.kb.settings.embed_batch)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        """The k best passages for a query."""
-        return self.search_many([query], k, mode)[0]
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", allow: Allow = None) -> list[Hit]:
+        """The k best passages for a query (among the documents in `allow`, when given)."""
+        return self.search_many([query], k, mode, allow)[0]
 
-    def search_many(self, queries: list[str], k: int = 10, mode: str = "hybrid") -> list[list[Hit]]:
-        """The k best passages for each query; queries are embedded together."""
-        cands = self.candidates(queries, mode, candidate_depth(k))
+    def search_many(
+        self, queries: list[str], k: int = 10, mode: str = "hybrid", allow: Allow = None
+    ) -> list[list[Hit]]:
+        """The k best passages for each query; queries are embedded together. `allow`: document ids
+        the caller may see (None: all), applied to the dense and keyword candidates alike."""
+        cands = self.candidates(queries, mode, candidate_depth(k), allow)
         # Keyword ranking needs no query vector, but every hit reports its cosine relevance
         # (`kb ask` refuses on it), so keyword mode embeds the queries too.
         qvecs = [c.qvec for c in cands] if mode != "keyword" else list(self.embed_queries(queries))
-        return [self._hits(c.ranked, c.dense, c.keyword, qv, k) for c, qv in zip(cands, qvecs, strict=True)]
+        return [self._hits(c.ranked, c.dense, c.keyword, qv, k, allow) for c, qv in zip(cands, qvecs, strict=True)]
 
     def rank_many(self, queries: list[str], mode: str = "hybrid", depth: int = 100) -> list[list[tuple[int, float]]]:
         """(chunk id, score) best first for each query, fusing `depth` candidates per source; no de-duplication."""
         return [c.ranked for c in self.candidates(queries, mode, depth)]
 
-    def candidates(self, queries: list[str], mode: str, depth: int) -> list[Candidates]:
-        """The ranked candidates of each query, with the dense and keyword scores behind them."""
+    def candidates(self, queries: list[str], mode: str, depth: int, allow: Allow = None) -> list[Candidates]:
+        """The ranked candidates of each query, with the dense and keyword scores behind them.
+
+        With `allow`, each source ranks only the chunks of those documents, `depth` of them, so a
+        filter that hides most documents still leaves full lists of the visible ones.
+        """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         qvecs = self.embed_queries(queries) if mode != "keyword" else None
-        dense_lists = self.kb.vectors.search(qvecs, depth) if qvecs is not None else [[] for _ in queries]
+        chunk_allow = self.kb.store.chunk_ids_of(allow) if allow is not None and qvecs is not None else None
+        dense_lists = self.kb.vectors.search(qvecs, depth, chunk_allow) if qvecs is not None else [[] for _ in queries]
         out = []
         for qi, query in enumerate(queries):
             dense = dense_lists[qi]
-            kw = self.kb.store.keyword_search(fts_query(query), depth) if mode != "dense" else []
+            kw = self.kb.store.keyword_search(fts_query(query), depth, allow) if mode != "dense" else []
             if mode == "dense":
                 ranked = dense
             elif mode == "keyword":
@@ -175,11 +209,14 @@ class Retriever:
         kw: dict[int, float],
         qvec: np.ndarray | None,
         k: int,
+        allow: Allow = None,
     ) -> list[Hit]:
         # Fetch a few extra so that dropping duplicates still leaves k.
         head = ranked[: k + 10]
         rows = self.kb.store.chunks(cid for cid, _ in head)
-        head = [(cid, s) for cid, s in head if cid in rows]
+        # The filter again, on the rows themselves: a chunk re-ingested into another document
+        # between the candidate search and this read must not slip through.
+        head = [(cid, s) for cid, s in head if cid in rows and (allow is None or rows[cid].doc_id in allow)]
         keep = drop_near_duplicates([rows[cid] for cid, _ in head])
         head = [head[i] for i in keep][:k]
         missing = [cid for cid, _ in head if cid not in dense]

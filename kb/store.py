@@ -11,7 +11,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +68,18 @@ CREATE TABLE IF NOT EXISTS failures (
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL
 );
+-- Access groups (kb/groups.py): a document's groups, and the `kb ingest --group` rules that name them.
+CREATE TABLE IF NOT EXISTS document_groups (
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (doc_id, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS document_groups_name ON document_groups(name, doc_id);
+CREATE TABLE IF NOT EXISTS group_rules (
+    root TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (root, name)
+) WITHOUT ROWID;
 """
 _FTS_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -284,8 +296,10 @@ class Store:
         vectors: np.ndarray,
         ctime_ns: int = 0,
         inode: int = 0,
+        groups: Sequence[str] = (),
     ) -> tuple[list[int], list[int]]:
-        """Store a document with its chunks, replacing any older version, in one transaction.
+        """Store a document with its chunks and access groups, replacing any older version, in one
+        transaction (so it is never searchable without its groups).
 
         Returns (removed chunk ids, added chunk ids) so the vector cache can follow.
         """
@@ -300,6 +314,9 @@ class Store:
                 (path, sha256, size, mtime, format, title, n_pages, len(chunks), time.time(), ctime_ns, inode),
             )
             doc_id = int(cur.lastrowid or 0)
+            self.db.executemany(
+                "INSERT OR IGNORE INTO document_groups(doc_id, name) VALUES (?, ?)", [(doc_id, g) for g in groups]
+            )
             added = []
             for chunk, vec in zip(chunks, vecs, strict=True):
                 heading = json.dumps(list(chunk.heading_path), ensure_ascii=False)
@@ -383,6 +400,7 @@ class Store:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ?", (row[0],))]
         self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])
         self.db.execute("DELETE FROM chunks WHERE doc_id = ?", (row[0],))
+        self.db.execute("DELETE FROM document_groups WHERE doc_id = ?", (row[0],))
         self.db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
         return ids
 
@@ -494,16 +512,81 @@ class Store:
             vecs = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
             yield ids, vecs
 
-    def keyword_search(self, match: str, k: int) -> list[tuple[int, float]]:
-        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression."""
-        if not match:
+    def keyword_search(self, match: str, k: int, allow: Collection[int] | None = None) -> list[tuple[int, float]]:
+        """(chunk id, BM25 score, higher is better) for an FTS5 MATCH expression; with `allow`,
+        only chunks of those document ids, ranked among themselves."""
+        if not match or (allow is not None and not allow):
             return []
+        where, args = "", [match]
+        if allow is not None:
+            where = " AND rowid IN (SELECT id FROM chunks WHERE doc_id IN (SELECT value FROM json_each(?)))"
+            args.append(json.dumps(sorted(allow)))
         rows = self.db.execute(
             "SELECT rowid, bm25(chunks_fts, 2.0, 1.5, 1.0) AS s FROM chunks_fts WHERE chunks_fts MATCH ?"
-            " ORDER BY s LIMIT ?",
-            (match, k),
+            f"{where} ORDER BY s LIMIT ?",
+            (*args, k),
         ).fetchall()
         return [(int(r[0]), -float(r[1])) for r in rows]
+
+    def chunk_ids_of(self, doc_ids: Collection[int]) -> np.ndarray:
+        """The chunk ids of these documents, ascending."""
+        rows = self.db.execute(
+            "SELECT id FROM chunks WHERE doc_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json.dumps(sorted(doc_ids)),),
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    # --- access groups (kb/groups.py) -----------------------------------------------------------
+    def group_rules(self) -> list[tuple[str, str]]:
+        """(root path, group) rules recorded by `kb ingest --group`, sorted."""
+        return [(r[0], r[1]) for r in self.db.execute("SELECT root, name FROM group_rules ORDER BY root, name")]
+
+    def add_group_rules(self, rules: Iterable[tuple[str, str]]) -> None:
+        """Record (root path, group) rules."""
+        with self._transaction():
+            self.db.executemany("INSERT OR IGNORE INTO group_rules(root, name) VALUES (?, ?)", list(rules))
+
+    def remove_group_rules(self, root: str, name: str | None = None) -> int:
+        """Drop the rules of a root (only group `name`, when given); returns how many went."""
+        with self._transaction():
+            if name is None:
+                cur = self.db.execute("DELETE FROM group_rules WHERE root = ?", (root,))
+            else:
+                cur = self.db.execute("DELETE FROM group_rules WHERE root = ? AND name = ?", (root, name))
+        return cur.rowcount
+
+    def set_document_groups(self, path: str, groups: Sequence[str]) -> bool:
+        """Give a stored document exactly these groups; returns whether they changed."""
+        with self._transaction():
+            row = self.db.execute("SELECT id FROM documents WHERE path = ?", (path,)).fetchone()
+            if row is None:
+                return False
+            doc_id = int(row[0])
+            old = {r[0] for r in self.db.execute("SELECT name FROM document_groups WHERE doc_id = ?", (doc_id,))}
+            if old == set(groups):
+                return False
+            self.db.execute("DELETE FROM document_groups WHERE doc_id = ?", (doc_id,))
+            self.db.executemany(
+                "INSERT INTO document_groups(doc_id, name) VALUES (?, ?)", [(doc_id, g) for g in sorted(set(groups))]
+            )
+        return True
+
+    def groups_by_document(self) -> dict[int, tuple[str, ...]]:
+        """Document id -> its groups (documents without groups are absent)."""
+        out: dict[int, list[str]] = {}
+        for doc_id, name in self.db.execute("SELECT doc_id, name FROM document_groups ORDER BY doc_id, name"):
+            out.setdefault(int(doc_id), []).append(name)
+        return {k: tuple(v) for k, v in out.items()}
+
+    def documents_in_groups(self, groups: Collection[str], *, include_ungrouped: bool) -> set[int]:
+        """Ids of the documents in any of `groups`, plus those without a group when asked."""
+        sql = (
+            "SELECT d.id FROM documents d WHERE EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id"
+            " AND g.name IN (SELECT value FROM json_each(?)))"
+        )
+        if include_ungrouped:
+            sql += " OR NOT EXISTS (SELECT 1 FROM document_groups g WHERE g.doc_id = d.id)"
+        return {int(r[0]) for r in self.db.execute(sql, (json.dumps(sorted(groups)),))}
 
     def chunk_count(self) -> int:
         """Number of chunks (passages) stored."""

@@ -133,14 +133,34 @@ class VectorIndex:
             else:
                 yield ids[start : start + n], self.index.index.reconstruct_n(start, n)
 
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        """Top-k (chunk id, cosine) per query row."""
-        if self.size == 0:
+    def search(self, queries: np.ndarray, k: int, allow: np.ndarray | None = None) -> list[list[tuple[int, float]]]:
+        """Top-k (chunk id, cosine) per query row; with `allow` (chunk ids), the top-k among those only."""
+        if self.size == 0 or (allow is not None and len(allow) == 0):
             return [[] for _ in range(len(queries))]
+        ivf = _is_ivf(self.index)
+        nprobe = min(self.policy.nprobe or default_nprobe(self.index.nlist), self.index.nlist) if ivf else 0
+        k = min(k, self.size if allow is None else len(allow))
+        out = self._search(queries, k, nprobe, allow)
+        if ivf and allow is not None and any(len(row) < k for row in out):
+            # The probed lists held too few of the allowed vectors: scan every list, which with
+            # the filter is an exact search among the allowed ones, so a filter never starves.
+            out = self._search(queries, k, self.index.nlist, allow)
+        return out
+
+    def _search(
+        self, queries: np.ndarray, k: int, nprobe: int, allow: np.ndarray | None
+    ) -> list[list[tuple[int, float]]]:
         import faiss
 
-        if _is_ivf(self.index):
-            self.index.nprobe = min(self.policy.nprobe or default_nprobe(self.index.nlist), self.index.nlist)
+        params: Any = None
+        if allow is not None:
+            # The selector is consulted while scanning, so the top k are the best allowed ones.
+            params = faiss.SearchParametersIVF() if nprobe else faiss.SearchParameters()
+            params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allow, dtype=np.int64))
+            if nprobe:
+                params.nprobe = nprobe
+        elif nprobe:
+            self.index.nprobe = nprobe
         # One or a few queries: a single thread. OpenMP threads cost more to wake and join than
         # they save here, and on a busy machine their spinning made a query several times slower
         # (the README, Performance); batches of queries still use every core.
@@ -148,7 +168,7 @@ class VectorIndex:
         if len(queries) <= 4:
             faiss.omp_set_num_threads(1)
         try:
-            scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.size))
+            scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k, params=params)
         finally:
             faiss.omp_set_num_threads(threads)
         return [

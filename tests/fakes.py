@@ -66,3 +66,42 @@ class KeywordScorer:
         """`gain` for a sentence holding the word, 0 for the others."""
         self.calls.append((list(sentences), question))
         return [self.gain if self.word in s.lower() else 0.0 for s in sentences]
+
+
+class QuotingLLM:
+    """A stand-in LLM that answers by quoting the first sentence of the first document it is given,
+    streams it word by word (optionally slowly), and answers rewrite prompts from a queue.
+    It records every prompt, so tests can check what reached the model."""
+
+    name = "quoting"
+
+    def __init__(self, rewrites: list[str] | None = None, delay: float = 0.0, n_ctx: int = 2048) -> None:
+        self.rewrites = list(rewrites or [])
+        self.delay = delay
+        self.n_ctx = n_ctx
+        self.prompts: list[list[dict[str, str]]] = []
+
+    def count_tokens(self, text: str) -> int:
+        """Whitespace words."""
+        return len(text.split())
+
+    def chat(self, messages, *, max_tokens: int, temperature: float = 0.0, on_token=None, stop=None) -> str:
+        """A quote of the first document, or the next queued rewrite."""
+        import re
+        import time
+
+        self.prompts.append(messages)
+        user = messages[-1]["content"]
+        if user.rstrip().endswith("Standalone question:"):
+            reply = self.rewrites.pop(0) if self.rewrites else "I don't know."
+        else:
+            m = re.search(r"Document 1 \([^\n]*\):\n(.+?)(?:\n\nDocument 2 \(|\n>>>)", user, re.S)
+            body = " ".join(m.group(1).split()) if m else ""
+            first = re.split(r"(?<=[.!?])\s", body)[0] if body else ""
+            reply = f"{first.rstrip('.')}." if first else "I don't know."
+        for word in reply.split(" "):
+            if self.delay:
+                time.sleep(self.delay)
+            if on_token:
+                on_token(word + " ")
+        return reply
