@@ -166,8 +166,9 @@ def _kb_without_ray(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_engine_ray_without_ray_is_one_line(corpus):
-    out = _kb_without_ray("ingest", str(corpus), "--engine", "ray")
+@pytest.mark.parametrize("command", ["ingest", "summarize"])
+def test_engine_ray_without_ray_is_one_line(corpus, command):
+    out = _kb_without_ray(command, str(corpus), "--engine", "ray")
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [f"kb: error: {RAY_MISSING}"]
 
@@ -285,3 +286,45 @@ def test_kb_ingest_engine_ray_cli_joins_a_running_cluster(ray_cluster, corpus, s
     data = json.loads(out.stdout)
     assert data["summary"]["added"] == 6 and data["summary"]["failed"] == 1
     assert data["totals"]["documents"] == 6
+
+
+@pytest.mark.models
+def test_summarize_on_ray_fills_the_cache_a_local_run_reuses(ray_cluster, tmp_path, settings):
+    """The real LLM on two Ray workers: the same summaries as a local run, stored in the same cache,
+    so a local run afterwards summarises nothing; the overview is made on the driver."""
+    from kb.distributed import RaySummaryEngine, llm_model_id
+    from kb.embeddings import load_embedder
+    from kb.llm import load_llm
+    from kb.summarize import Summarizer, SummaryCache, SummaryOptions, summarize_paths
+
+    folder = tmp_path / "memos"
+    _write(
+        folder / "leave.md",
+        "# Leave\n\nFull-time employees get 25 days of annual leave. Unused days expire in March.\n",
+    )
+    _write(
+        folder / "travel.md", "# Travel\n\nTrain travel is booked in second class. Flights need a manager's approval.\n"
+    )
+    _write(folder / "blank.txt", "")
+    s = _settings(settings, "sum").with_overrides(threads=1)
+
+    def summarizer() -> Summarizer:
+        embedder = load_embedder(s.embed_model)
+        return Summarizer(lambda: load_llm(s), llm_model_id(s), embedder, s, SummaryOptions(words=40))
+
+    def texts(report) -> dict[str, tuple[str, str]]:
+        return {Path(f.path).name: (f.status, f.summary.text() if f.summary else f.reason) for f in report.files}
+
+    cache = SummaryCache(tmp_path / "cache")
+    remote = summarize_paths([folder], summarizer(), cache, engine=RaySummaryEngine(workers=2))
+    local = summarize_paths([folder], summarizer(), None)  # no cache: summarised here again
+    reused = summarize_paths([folder], summarizer(), cache)
+    assert texts(remote) == texts(local)
+    assert [v[0] for v in texts(remote).values()].count("summarised") == 2
+    assert texts(remote)["blank.txt"][0] == "failed"
+    assert {k: v[0] for k, v in texts(reused).items() if k != "blank.txt"} == {
+        "leave.md": "cached",
+        "travel.md": "cached",
+    }
+    assert remote.overview is not None and local.overview is not None
+    assert remote.overview.text() == local.overview.text()
