@@ -219,8 +219,17 @@ def test_ray_build_and_sync_equal_local(ray_cluster, corpus, settings):
     assert second["moved-note-1.md"][0] == "moved" and second["note-2.md"][0] == "removed"
 
 
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _ray_workers() -> list[int]:
-    """Process ids of the Ray actors running ParseEmbedWorker (their process title names it)."""
+    """Process ids of this test's Ray actors running ParseEmbedWorker: their title names it, and
+    their raylet is a child of this process (never another run's workers on the same machine)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -228,7 +237,8 @@ def _ray_workers() -> list[int]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if title.startswith(b"ray::") and b"ParseEmbedWorker" in title:
+            mine = _parent(_parent(int(entry.name))) == os.getpid()
+            if mine and title.startswith(b"ray::") and b"ParseEmbedWorker" in title:
                 pids.append(int(entry.name))
     return pids
 
