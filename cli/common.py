@@ -39,6 +39,35 @@ ModeOpt = Annotated[
     str | None, typer.Option("--mode", help="Retrieval: hybrid (default), dense (vectors) or keyword (BM25).")
 ]
 
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster to join with --engine ray, e.g. auto or HEAD:6379 (default: RAY_ADDRESS, or a "
+        "cluster started with `ray start` on this machine, else a local one for this run)."
+    ),
+]
+RayWorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="Ray workers (actors, one CPU each) with --engine ray (default: one per CPU of the cluster)."),
+]
+
+
+def engine_choice(name: str, address: str | None, workers: int | None) -> dict[str, Any] | None:
+    """The Ray engine's arguments for --engine ray, None for local; Ray's absence is a one-line error."""
+    from kb.distributed import ENGINES, import_ray
+    from kb.errors import InputError
+
+    if name not in ENGINES:
+        raise InputError(f"--engine must be one of {', '.join(ENGINES)} (got {name!r})")
+    if name == "local":
+        if address is not None or workers is not None:
+            raise InputError("--ray-address and --ray-workers need --engine ray")
+        return None
+    if workers is not None and workers < 1:
+        raise InputError(f"--ray-workers must be at least 1 (got {workers})")
+    import_ray()  # fail before any work starts
+    return {"address": address, "workers": workers}
+
 
 def settings(config: Path | None = None, **overrides: Any) -> Settings:
     """Settings from defaults, config file and environment, then the command's flags."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,11 @@ from cli.common import (
     EmbedOpt,
     JsonOpt,
     KbOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
     ThreadsOpt,
     display_path,
+    engine_choice,
     plural,
     prepare_embedder,
     print_json,
@@ -95,19 +98,8 @@ def ingest(
             "of a Ray cluster; needs pip install 'kb[ray]'). Planning and storing stay here either way."
         ),
     ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            help="Ray cluster to join with --engine ray, e.g. auto or HEAD:6379 (default: RAY_ADDRESS, or a "
-            "cluster started with `ray start` on this machine, else a local one for this run)."
-        ),
-    ] = None,
-    ray_workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Ray workers (actors, one CPU each) with --engine ray (default: one per CPU of the cluster)."
-        ),
-    ] = None,
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Ingest files and folders: parse, chunk, embed and index them.
 
@@ -146,7 +138,13 @@ def ingest(
     from kb.knowledge import KnowledgeBase, kb_exists
 
     groups = parse_group_options(group or [])
-    ray_engine = _engine(engine, ray_address, ray_workers) if not dry_run else None
+    ray_args = engine_choice(engine, ray_address, ray_workers) if not dry_run else None
+    if ray_args is not None:
+        from kb.distributed import RayEngine
+
+        ray_engine = RayEngine(**ray_args)
+    else:
+        ray_engine = None
 
     s = settings(
         config,
@@ -261,20 +259,3 @@ def ingest(
             )
     if report.new_failures or (strict and report.failed):
         raise typer.Exit(EXIT_SOME_FAILED)
-
-
-def _engine(name: str, address: str | None, workers: int | None) -> Any:
-    """The kb.indexer.ingest engine for --engine (None: local); Ray's absence is a one-line error."""
-    from kb.distributed import ENGINES, RayEngine, import_ray
-    from kb.errors import InputError
-
-    if name not in ENGINES:
-        raise InputError(f"--engine must be one of {', '.join(ENGINES)} (got {name!r})")
-    if name == "local":
-        if address is not None or workers is not None:
-            raise InputError("--ray-address and --ray-workers need --engine ray")
-        return None
-    if workers is not None and workers < 1:
-        raise InputError(f"--ray-workers must be at least 1 (got {workers})")
-    import_ray()  # fail before opening the knowledge base
-    return RayEngine(address=address, workers=workers)

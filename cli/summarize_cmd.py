@@ -19,7 +19,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.common import ConfigOpt, EmbedOpt, KbOpt, LlmOpt, ThreadsOpt, display_path, err, settings
+from cli.common import (
+    ConfigOpt,
+    EmbedOpt,
+    KbOpt,
+    LlmOpt,
+    RayAddressOpt,
+    RayWorkersOpt,
+    ThreadsOpt,
+    display_path,
+    engine_choice,
+    err,
+    settings,
+)
 
 if TYPE_CHECKING:
     from kb.summarize import FileOutcome, ProgressEvent, Summary, SummaryReport
@@ -57,6 +69,15 @@ def summarize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or run summary on stderr.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON document (schema in the README).")] = False,
     jsonl_out: Annotated[bool, typer.Option("--jsonl", help="One JSON line per file, then the overview.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where files are summarised: local (this process) or ray (the workers of a Ray cluster, "
+            "each loading the LLM once; needs pip install 'kb[ray]'). The cache and the overview stay here."
+        ),
+    ] = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Summarise files and folders: every page is read, every point cites its pages and is checked.
 
@@ -65,6 +86,10 @@ def summarize(
     document with no verified point is represented by its most central sentence, quoted.
     Finished summaries are cached: re-running after a change summarises only changed files,
     and an interrupted run resumes where it stopped. Folders need not be ingested first.
+
+    With --engine ray the files are summarised by the workers of a Ray cluster (every path must
+    be readable at the same place on every node); their summaries land in the same cache, so local
+    and Ray runs reuse each other's work, and the overview is made here.
 
     Exit status: 0 if every file was summarised, 2 if some failed, 1 on a usage error.
     """
@@ -75,6 +100,7 @@ def summarize(
 
     if json_out and jsonl_out:
         raise InputError("choose one of --json and --jsonl")
+    ray_args = engine_choice(engine, ray_address, ray_workers)
     s = settings(config, home=kb, embed_model=embed_model, llm_model=llm_model, threads=threads, pdf_password=password)
     options = SummaryOptions(words=words, overview_words=overview_words, style=style, window_tokens=window_tokens)
     embedder = load_embedder(s.embed_model, threads=s.threads, backend=s.embed_backend)
@@ -93,7 +119,13 @@ def summarize(
                 _write_line(_entry(outcome.summary, outcome.path, outcome.status, outcome.reason, style))
 
         report = summarize_paths(
-            paths, summarizer, cache, overview=False if no_overview else None, on_progress=bar.update, on_file=on_file
+            paths,
+            summarizer,
+            cache,
+            overview=False if no_overview else None,
+            on_progress=bar.update,
+            on_file=on_file,
+            engine=_ray_engine(ray_args),
         )
     if stream:
         if report.overview:
@@ -104,6 +136,14 @@ def summarize(
         err(_run_line(report))
     if report.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _ray_engine(args: dict[str, Any] | None) -> Any:
+    if args is None:
+        return None
+    from kb.distributed import RaySummaryEngine
+
+    return RaySummaryEngine(**args)
 
 
 def _render(

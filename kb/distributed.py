@@ -1,4 +1,4 @@
-"""Ingest on a Ray cluster (`kb ingest --engine ray`).
+"""Ingest and summaries on a Ray cluster (`kb ingest --engine ray`, `kb summarize --engine ray`).
 
 The driver (the `kb ingest` process) plans as it always does: it discovers the files, hashes
 them and decides what changed (kb/indexer.py). Only the files to (re)parse go to Ray, as a
@@ -7,6 +7,9 @@ batch of files is parsed in the actor's own isolated parse process (kb/isolation
 time and memory limits as a local run), chunked and embedded there. The chunks and vectors
 stream back and the driver stores them file by file, in the same transactions as a local run,
 so the knowledge base is the one a local run builds.
+
+`kb summarize --engine ray` sends the files without a cached summary to actors that each load the
+LLM once; the summaries come back to the driver, which caches them and makes the overview.
 
 Ray is optional (`pip install 'kb[ray]'`) and imported only here, only when this engine runs.
 The planning and merging logic (`job_rows`, `pack`, `unpack`, `merge`) needs no Ray.
@@ -18,7 +21,9 @@ import logging
 import pickle
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,7 +33,9 @@ from kb.isolation import ParsedChunks, ParseJob
 
 if TYPE_CHECKING:
     from kb.config import Settings
+    from kb.isolation import ParseWorker
     from kb.knowledge import KnowledgeBase
+    from kb.summarize import Summarizer, Summary, SummaryOptions
 
 T = TypeVar("T")
 Outcome = ParsedChunks | str  # parsed chunks, or the one-line reason the file failed
@@ -58,18 +65,18 @@ def job_rows(jobs: Sequence[ParseJob]) -> list[dict[str, Any]]:
     return [{"index": i, "job": pickle.dumps(job)} for i, job in enumerate(jobs)]
 
 
-def pack(index: int, outcome: Outcome, vectors: np.ndarray | None) -> dict[str, Any]:
+def pack(index: int, outcome: Any, vectors: np.ndarray | None) -> dict[str, Any]:
     """A worker's answer for one file, as a Dataset row."""
     return {"index": index, "payload": pickle.dumps((outcome, vectors))}
 
 
-def unpack(row: dict[str, Any]) -> tuple[int, Outcome, np.ndarray | None]:
+def unpack(row: dict[str, Any]) -> tuple[int, Any, np.ndarray | None]:
     """The inverse of `pack` (values may arrive as numpy scalars)."""
     outcome, vectors = pickle.loads(bytes(row["payload"]))
     return int(row["index"]), outcome, vectors
 
 
-def merge(items: Sequence[T], rows: Iterable[dict[str, Any]]) -> Iterator[tuple[T, Outcome, np.ndarray | None]]:
+def merge(items: Sequence[T], rows: Iterable[dict[str, Any]]) -> Iterator[tuple[T, Any, np.ndarray | None]]:
     """(item, outcome, vectors) for every planned item, as the workers' rows arrive.
 
     A row for an item already answered (a retried batch that had in fact finished) is dropped.
@@ -104,7 +111,21 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:160]}"
 
 
-# --- the worker ------------------------------------------------------------------------------
+# --- the workers -----------------------------------------------------------------------------
+
+
+def _parse_one(parser: ParseWorker | None, job: ParseJob) -> Outcome:
+    """Parse and chunk a file in the isolated parse process, or inline without one (tests)."""
+    if parser is None:
+        from ingest.errors import ParseError
+        from kb.isolation import parse_and_chunk
+
+        try:
+            return parse_and_chunk(job)
+        except ParseError as exc:
+            return exc.reason
+    parser.submit(job)
+    return parser.result()
 
 
 @dataclass(frozen=True)
@@ -158,17 +179,7 @@ class ParseEmbedWorker:
 
     def _parse(self, job: ParseJob) -> Outcome:
         # This node's own copy of the tokenizer (the same file: it is part of the fingerprint).
-        job = replace(job, tokenizer_file=self.embedder.tokenizer_file)
-        if self._parser is None:
-            from ingest.errors import ParseError
-            from kb.isolation import parse_and_chunk
-
-            try:
-                return parse_and_chunk(job)
-            except ParseError as exc:
-                return exc.reason
-        self._parser.submit(job)
-        return self._parser.result()
+        return _parse_one(self._parser, replace(job, tokenizer_file=self.embedder.tokenizer_file))
 
     def process(self, jobs: Sequence[tuple[int, ParseJob]]) -> list[tuple[int, Outcome, np.ndarray | None]]:
         """Parse, chunk and embed these files; one embedding call for the whole batch."""
@@ -211,6 +222,51 @@ class ParseEmbedWorker:
 # --- the engine ------------------------------------------------------------------------------
 
 
+@contextmanager
+def _session(address: str | None) -> Iterator[Any]:
+    """The `ray` module, joined to a cluster: the one already joined, the one at `address`, or (None)
+    RAY_ADDRESS's, one started with `ray start` on this machine, else a local one for this run."""
+    ray = import_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise ConfigError(f"cannot start or join {address or 'a local Ray'}: {_one_line(exc)}") from exc
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _map_jobs(
+    ray: Any, jobs: list[ParseJob], actor: type, config: Any, workers: int | None, cpus: int, per_batch: int
+) -> Iterator[dict[str, Any]]:
+    """The rows the actors return for these jobs, as they finish (a Ray Dataset through map_batches)."""
+    from ray.data import ActorPoolStrategy, DataContext
+
+    DataContext.get_current().enable_progress_bars = False  # kb's own bar reports files as they are done
+    wanted = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+    rows = job_rows(jobs)
+    blocks = max(1, -(-len(rows) // per_batch))
+    dataset = ray.data.from_items(rows, override_num_blocks=blocks)
+    with warnings.catch_warnings():
+        # Ray 2.60 warns that actor options given this way go in 2.64 (pyproject bounds Ray below it).
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        results = dataset.map_batches(
+            actor,
+            fn_constructor_kwargs={"config": config},
+            batch_size=per_batch,
+            batch_format="numpy",
+            compute=ActorPoolStrategy(size=min(wanted, blocks)),
+            num_cpus=cpus,
+            max_restarts=ACTOR_RETRIES,
+            max_task_retries=ACTOR_RETRIES,
+        )
+    yield from results.iter_rows()
+
+
 @dataclass
 class RayEngine:
     """Runs the parse-chunk-embed stage of `kb ingest` on Ray (kb.indexer.ingest's `engine`).
@@ -233,47 +289,109 @@ class RayEngine:
         """(item, parsed chunks or failure reason, vectors) for each item, as the workers finish them."""
         if not items:
             return
-        ray = import_ray()
-        started_here = not ray.is_initialized()
-        if started_here:
-            try:
-                ray.init(
-                    address=self.address,
-                    logging_level=logging.WARNING,
-                    log_to_driver=False,
-                    include_dashboard=False,
-                )
-            except (ConnectionError, ValueError, RuntimeError) as exc:
-                where = self.address or "a local Ray"
-                raise ConfigError(f"cannot start or join {where}: {_one_line(exc)}") from exc
-        try:
-            yield from merge(items, self._rows(ray, kb, [make_job(item) for item in items]))
-        finally:
-            if started_here:
-                ray.shutdown()
-
-    def _rows(self, ray: Any, kb: KnowledgeBase, jobs: list[ParseJob]) -> Iterator[dict[str, Any]]:
-        from ray.data import ActorPoolStrategy, DataContext
-
-        context = DataContext.get_current()
-        context.enable_progress_bars = False  # kb's own bar reports files as they are stored
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        workers = self.workers or max(1, cpus // self.cpus_per_worker)
         config = WorkerConfig.of(kb.settings, kb.embedder.fingerprint, self.cpus_per_worker, self.isolate)
-        rows = job_rows(jobs)
-        blocks = max(1, -(-len(rows) // self.files_per_batch))
-        dataset = ray.data.from_items(rows, override_num_blocks=blocks)
-        with warnings.catch_warnings():
-            # Ray 2.60 warns that actor options given this way go in 2.64 (pyproject bounds Ray below it).
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-            results = dataset.map_batches(
-                ParseEmbedWorker,
-                fn_constructor_kwargs={"config": config},
-                batch_size=self.files_per_batch,
-                batch_format="numpy",
-                compute=ActorPoolStrategy(size=min(workers, blocks)),
-                num_cpus=self.cpus_per_worker,
-                max_restarts=ACTOR_RETRIES,
-                max_task_retries=ACTOR_RETRIES,
+        jobs = [make_job(item) for item in items]
+        with _session(self.address) as ray:
+            rows = _map_jobs(
+                ray, jobs, ParseEmbedWorker, config, self.workers, self.cpus_per_worker, self.files_per_batch
             )
-        yield from results.iter_rows()
+            yield from merge(items, rows)
+
+
+# --- kb summarize ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    """What a summarising worker needs from the driver (picklable, sent once per actor)."""
+
+    settings: Settings  # the driver's, with the worker's thread count
+    options: SummaryOptions
+    model_id: str  # the driver's LLM (file and weight format): the cache key depends on it
+    fingerprint: str  # the driver's embedding model
+    isolate: bool = True
+
+
+def llm_model_id(settings: Settings) -> str:
+    """The LLM as summary cache keys name it: its file and the weight format it runs in."""
+    from kb.llm import conversion_for, resolve_gguf
+    from kb.summarize import gguf_model_id
+
+    weights = conversion_for(settings.llm_model, settings.llm_convert)
+    return gguf_model_id(resolve_gguf(settings.llm_model)) + ("" if weights == "off" else f":{weights}")
+
+
+class SummarizeWorker:
+    """A Ray actor: loads the LLM (on its first file) and the embedding model once, then parses and
+    summarises one file per call, exactly as `kb summarize` does locally."""
+
+    def __init__(self, config: SummaryConfig) -> None:
+        from kb.embeddings import load_embedder
+        from kb.isolation import ParseWorker
+        from kb.llm import load_llm
+        from kb.summarize import Summarizer
+
+        s = config.settings
+        embedder = load_embedder(s.embed_model, threads=s.threads, backend=s.embed_backend)
+        model_id = llm_model_id(s)
+        if embedder.fingerprint != config.fingerprint or model_id != config.model_id:
+            raise ModelNotFound(
+                f"the models on this worker (embedding {embedder.fingerprint}, LLM {model_id}) differ from the "
+                f"driver's ({config.fingerprint}, {config.model_id}): install the same kb and models on every node"
+            )
+        self.summarizer = Summarizer(lambda: load_llm(s), model_id, embedder, s, config.options)
+        self._parser = ParseWorker(s.parse_timeout, s.parse_memory_mb) if config.isolate else None
+
+    def summarize(self, job: ParseJob) -> Summary | str:
+        """The file's summary, or the one-line reason it has none (as a local run words it)."""
+        embedder = self.summarizer.embedder
+        job = replace(job, tokenizer_file=embedder.tokenizer_file if embedder else "")
+        parsed = _parse_one(self._parser, job)
+        if isinstance(parsed, str):
+            return parsed
+        if not parsed.chunks:
+            return "no text to summarise"
+        return self.summarizer.summarize_document(job.path, parsed)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data's entry point: a batch of `job_rows` in, a batch of `pack` rows out."""
+        out = [
+            pack(int(i), self.summarize(pickle.loads(bytes(j))), None)
+            for i, j in zip(batch["index"], batch["job"], strict=True)
+        ]
+        return {
+            "index": np.array([r["index"] for r in out], dtype=np.int64),
+            "payload": np.array([r["payload"] for r in out], dtype=object),
+        }
+
+    def __del__(self) -> None:
+        parser = getattr(self, "_parser", None)
+        if parser is not None:
+            parser.close()
+
+
+@dataclass
+class RaySummaryEngine:
+    """Summarises files on Ray (kb.summarize.summarize_paths's `engine`): one file per task, spread
+    over `workers` actors (default: one per CPU of the cluster) of `cpus_per_worker` CPUs, each
+    running the LLM with that many threads."""
+
+    address: str | None = None
+    workers: int | None = None
+    cpus_per_worker: int = 1
+    isolate: bool = True
+
+    def __call__(
+        self, summarizer: Summarizer, items: list[tuple[Path, str]], make_job: Callable[[Path], ParseJob]
+    ) -> Iterator[tuple[Path, str, Summary | str]]:
+        """(file, content hash, summary or failure reason) for each item, as the workers finish them."""
+        if not items:
+            return
+        settings = replace(summarizer.settings, threads=self.cpus_per_worker)
+        fingerprint = getattr(summarizer.embedder, "fingerprint", "")
+        config = SummaryConfig(settings, summarizer.options, summarizer.model_id, fingerprint, self.isolate)
+        jobs = [make_job(path) for path, _ in items]
+        with _session(self.address) as ray:
+            rows = _map_jobs(ray, jobs, SummarizeWorker, config, self.workers, self.cpus_per_worker, 1)
+            for (path, sha), made, _ in merge(items, rows):
+                yield path, sha, made

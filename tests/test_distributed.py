@@ -166,8 +166,9 @@ def _kb_without_ray(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_engine_ray_without_ray_is_one_line(corpus):
-    out = _kb_without_ray("ingest", str(corpus), "--engine", "ray")
+@pytest.mark.parametrize("command", ["ingest", "summarize"])
+def test_engine_ray_without_ray_is_one_line(corpus, command):
+    out = _kb_without_ray(command, str(corpus), "--engine", "ray")
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [f"kb: error: {RAY_MISSING}"]
 
@@ -218,8 +219,17 @@ def test_ray_build_and_sync_equal_local(ray_cluster, corpus, settings):
     assert second["moved-note-1.md"][0] == "moved" and second["note-2.md"][0] == "removed"
 
 
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _ray_workers() -> list[int]:
-    """Process ids of the Ray actors running ParseEmbedWorker (their process title names it)."""
+    """Process ids of this test's Ray actors running ParseEmbedWorker: their title names it, and
+    their raylet is a child of this process (never another run's workers on the same machine)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -227,7 +237,8 @@ def _ray_workers() -> list[int]:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if title.startswith(b"ray::") and b"ParseEmbedWorker" in title:
+            mine = _parent(_parent(int(entry.name))) == os.getpid()
+            if mine and title.startswith(b"ray::") and b"ParseEmbedWorker" in title:
                 pids.append(int(entry.name))
     return pids
 
@@ -285,3 +296,45 @@ def test_kb_ingest_engine_ray_cli_joins_a_running_cluster(ray_cluster, corpus, s
     data = json.loads(out.stdout)
     assert data["summary"]["added"] == 6 and data["summary"]["failed"] == 1
     assert data["totals"]["documents"] == 6
+
+
+@pytest.mark.models
+def test_summarize_on_ray_fills_the_cache_a_local_run_reuses(ray_cluster, tmp_path, settings):
+    """The real LLM on two Ray workers: the same summaries as a local run, stored in the same cache,
+    so a local run afterwards summarises nothing; the overview is made on the driver."""
+    from kb.distributed import RaySummaryEngine, llm_model_id
+    from kb.embeddings import load_embedder
+    from kb.llm import load_llm
+    from kb.summarize import Summarizer, SummaryCache, SummaryOptions, summarize_paths
+
+    folder = tmp_path / "memos"
+    _write(
+        folder / "leave.md",
+        "# Leave\n\nFull-time employees get 25 days of annual leave. Unused days expire in March.\n",
+    )
+    _write(
+        folder / "travel.md", "# Travel\n\nTrain travel is booked in second class. Flights need a manager's approval.\n"
+    )
+    _write(folder / "blank.txt", "")
+    s = _settings(settings, "sum").with_overrides(threads=1)
+
+    def summarizer() -> Summarizer:
+        embedder = load_embedder(s.embed_model)
+        return Summarizer(lambda: load_llm(s), llm_model_id(s), embedder, s, SummaryOptions(words=40))
+
+    def texts(report) -> dict[str, tuple[str, str]]:
+        return {Path(f.path).name: (f.status, f.summary.text() if f.summary else f.reason) for f in report.files}
+
+    cache = SummaryCache(tmp_path / "cache")
+    remote = summarize_paths([folder], summarizer(), cache, engine=RaySummaryEngine(workers=2))
+    local = summarize_paths([folder], summarizer(), None)  # no cache: summarised here again
+    reused = summarize_paths([folder], summarizer(), cache)
+    assert texts(remote) == texts(local)
+    assert [v[0] for v in texts(remote).values()].count("summarised") == 2
+    assert texts(remote)["blank.txt"][0] == "failed"
+    assert {k: v[0] for k, v in texts(reused).items() if k != "blank.txt"} == {
+        "leave.md": "cached",
+        "travel.md": "cached",
+    }
+    assert remote.overview is not None and local.overview is not None
+    assert remote.overview.text() == local.overview.text()

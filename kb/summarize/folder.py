@@ -19,6 +19,13 @@ from kb.summarize.cache import SummaryCache
 from kb.summarize.pipeline import Summarizer
 from kb.summarize.points import Stats, Summary
 
+# Summarises files elsewhere (kb/distributed.py): given the summarizer, the (file, content hash)
+# pairs to summarise and how to make each file's ParseJob, it yields (file, hash, summary or the
+# one-line reason it failed).
+SummaryEngine = Callable[
+    [Summarizer, list[tuple[Path, str]], Callable[[Path], ParseJob]], Iterator[tuple[Path, str, Summary | str]]
+]
+
 
 @dataclass
 class FileOutcome:
@@ -77,8 +84,13 @@ def summarize_paths(
     isolate: bool = True,
     on_progress: Callable[[ProgressEvent], None] | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    engine: SummaryEngine | None = None,
 ) -> SummaryReport:
-    """Summarise files and folders (one summary per file, then an overview), reusing cached summaries."""
+    """Summarise files and folders (one summary per file, then an overview), reusing cached summaries.
+
+    `engine` summarises the files that need it elsewhere (kb/distributed.py, a Ray cluster); their
+    summaries land in the same cache. The overview is always made here.
+    """
     t0 = time.monotonic()
     for p in paths:
         if not p.exists():
@@ -128,8 +140,16 @@ def summarize_paths(
             emit(outcome)
         else:
             todo.append((f, outcome))
-    for f, sha, parsed in _parse_each(todo, summarizer, isolate, lambda p: tell(str(p), "parse")):
-        emit(_summarize_one(f, sha, parsed, summarizer, cache, tell))
+    if engine is None:
+        for f, sha, parsed in _parse_each(todo, summarizer, isolate, lambda p: tell(str(p), "parse")):
+            emit(_summarize_one(f, sha, parsed, summarizer, cache, tell))
+    else:
+        start = len(report.files)
+        for f, sha, made in engine(summarizer, todo, _job_maker(summarizer)):
+            emit(_made_elsewhere(f, sha, made, summarizer, cache))
+        # Told as they finish, reported (and given to the overview) in the order a local run has.
+        position = {str(f): i for i, (f, _) in enumerate(todo)}
+        report.files[start:] = sorted(report.files[start:], key=lambda o: position.get(o.path, len(position)))
     want = overview if overview is not None else (len(files) > 1 or any(p.is_dir() for p in paths))
     done = [o.summary for o in report.files if o.summary and o.summary.points]
     if want and len(done) > 1:
@@ -188,12 +208,19 @@ def _summarize_one(
     return FileOutcome(str(f), "summarised", summary=summary)
 
 
-def _parse_each(
-    todo: list[tuple[Path, str]], summarizer: Summarizer, isolate: bool, started: Callable[[Path], None]
-) -> Iterator[tuple[Path, str, ParsedChunks | str]]:
-    """Parsed files, one at a time, in a worker process that a hanging or crashing parser cannot take down."""
-    from ingest.errors import ParseError
+def _made_elsewhere(
+    f: Path, sha: str, made: Summary | str, summarizer: Summarizer, cache: SummaryCache | None
+) -> FileOutcome:
+    """The outcome of a file an engine summarised (or the reason it could not), cached as a local one."""
+    if isinstance(made, str):
+        return FileOutcome(str(f), "failed", made)
+    if cache:
+        cache.put(summarizer.key("document", sha, words=summarizer.options.words), made)
+    return FileOutcome(str(f), "summarised", summary=made)
 
+
+def _job_maker(summarizer: Summarizer) -> Callable[[Path], ParseJob]:
+    """What a parse worker (local or remote) is told about a file."""
     s = summarizer.settings
     tok = summarizer.embedder.tokenizer_file if summarizer.embedder else ""
 
@@ -210,6 +237,17 @@ def _parse_each(
             ocr_page_timeout=s.ocr_page_timeout,
         )
 
+    return job
+
+
+def _parse_each(
+    todo: list[tuple[Path, str]], summarizer: Summarizer, isolate: bool, started: Callable[[Path], None]
+) -> Iterator[tuple[Path, str, ParsedChunks | str]]:
+    """Parsed files, one at a time, in a worker process that a hanging or crashing parser cannot take down."""
+    from ingest.errors import ParseError
+
+    s = summarizer.settings
+    job = _job_maker(summarizer)
     if not isolate:
         for path, sha in todo:
             started(path)
