@@ -25,6 +25,7 @@ from cli import (
     serve_cmd,
     status_cmd,
     summarize_cmd,
+    tune_cmd,
 )
 
 app = typer.Typer(
@@ -72,6 +73,7 @@ summarize_cmd.register(app)
 groups_cmd.register(app)
 serve_cmd.register(app)
 chat_cmd.register(app)
+tune_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")

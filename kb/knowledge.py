@@ -93,6 +93,7 @@ class KnowledgeBase:
                     "or choose another folder with --kb."
                 )
         self.manifest = wanted
+        self.fusion = read_fusion(self.folder)
         try:
             self.store = Store(self.folder / DB_FILE)
         except sqlite3.DatabaseError as exc:
@@ -234,6 +235,37 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
+
+
+def read_fusion(folder: Path) -> dict[str, Any] | None:
+    """The fusion setting `kb tune` recorded in the manifest (its "fusion" key), or None.
+
+    The record is advisory: a missing, damaged or foreign one means "use the default fusion",
+    never a refusal to open, so it is kept out of the Manifest fields that must match.
+    """
+    try:
+        record = json.loads((folder / MANIFEST_FILE).read_text()).get("fusion")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("dense_weight"), int | float):
+        return None
+    if not 0.0 <= record["dense_weight"] <= 1.0:
+        return None
+    return record
+
+
+def write_fusion(folder: Path, record: dict[str, Any] | None) -> None:
+    """Record (or, with None, forget) the tuned fusion in the manifest, keeping every other field.
+
+    Call it holding the writer lock; the file is replaced atomically.
+    """
+    path = folder / MANIFEST_FILE
+    data = json.loads(path.read_text())
+    if record is None:
+        data.pop("fusion", None)
+    else:
+        data["fusion"] = record
+    _write_json_atomic(path, data)
 
 
 def kb_exists(folder: Path) -> bool:

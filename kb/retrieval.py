@@ -126,6 +126,14 @@ def candidate_depth(k: int) -> int:
     return max(k * 5, 100)
 
 
+def tuned_weight(kb: KnowledgeBase) -> tuple[float, str]:
+    """The dense weight hybrid search uses on this knowledge base, and where it comes from ("tuned" or "default")."""
+    record = getattr(kb, "fusion", None)
+    if record is not None:
+        return float(record["dense_weight"]), "tuned"
+    return DENSE_WEIGHT, "default"
+
+
 @dataclass(frozen=True)
 class Candidates:
     """One query's fused ranking, with the per-source scores it was made from."""
@@ -139,14 +147,19 @@ class Candidates:
 class Retriever:
     """Searches one knowledge base.
 
-    Hybrid mode fuses the dense and keyword candidates by `score_fusion` with `dense_weight`
-    (the default), or by plain reciprocal-rank fusion (`fusion="rrf"`, equal weights, k=60),
-    kept as the baseline that `kb eval retrieval --fusion rrf` measures.
+    Hybrid mode fuses the dense and keyword candidates by `score_fusion` with a dense weight:
+    the one given, else the one `kb tune` recorded for this knowledge base (its manifest), else
+    `DENSE_WEIGHT`. `fusion="rrf"` uses plain reciprocal-rank fusion instead (equal weights,
+    k=60), kept as the baseline that `kb eval retrieval --fusion rrf` measures.
     """
 
-    def __init__(self, kb: KnowledgeBase, *, fusion: str = "score", dense_weight: float = DENSE_WEIGHT) -> None:
+    def __init__(self, kb: KnowledgeBase, *, fusion: str = "score", dense_weight: float | None = None) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r}")
+        if dense_weight is None:
+            dense_weight, self.weight_source = tuned_weight(kb)
+        else:
+            self.weight_source = "given"
         if not 0.0 <= dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be within 0-1, got {dense_weight}")
         self.kb = kb

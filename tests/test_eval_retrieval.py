@@ -258,8 +258,9 @@ def test_cli_table(beir_dir, tmp_path, monkeypatch, fake_models):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("tiny (train): 1 query, 9 documents")
-    assert lines[1].split() == ["mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "queries/s"]
-    assert [line.split()[0] for line in lines[2:5]] == ["dense", "keyword", "hybrid"]
+    assert lines[1].startswith("hybrid dense weight 0.60 (default; default 0.6); tuning skipped: ")
+    assert lines[2].split() == ["mode", "nDCG@10", "Recall@10", "Recall@100", "MRR@10", "queries/s"]
+    assert [line.split()[0] for line in lines[3:6]] == ["dense", "keyword", "hybrid"]
     assert (tmp_path / "evkb" / "manifest.json").is_file()
 
 
@@ -282,3 +283,51 @@ def test_parsed_document_is_one_titled_block():
     doc = parsed_document(BeirDoc("7", "A title", "Some text."))
     assert doc.path == "beir:7" and doc.title == "A title" and doc.text == "Some text."
     assert [(b.start, b.end) for b in doc.blocks] == [(0, 10)]
+
+
+def test_cli_tunes_on_the_corpus_only_when_asked(beir_dir, tmp_path, monkeypatch, fake_models):
+    _settings_env(monkeypatch, tmp_path)
+    runner = CliRunner()
+    args = ["eval", "retrieval", str(beir_dir), "--json", "--kb", str(tmp_path / "ev")]
+    out = json.loads(runner.invoke(app, args).stdout)
+    # Nine documents cannot make enough pseudo-queries: tuning is skipped, the default is used.
+    assert out["tuning"]["status"].startswith("skipped: ") and "pseudo-queries" in out["tuning"]["status"]
+    assert out["weights"] == {"used": 0.6, "tuned": None, "default": 0.6, "source": "default"}
+    assert set(out["modes"]) == {"dense", "keyword", "hybrid"}, "no second hybrid run when the weight is the default"
+    out = json.loads(runner.invoke(app, [*args, "--no-tune"]).stdout)
+    assert out["tuning"]["status"] == "not asked (--no-tune)"
+    given = json.loads(runner.invoke(app, [*args, "--dense-weight", "0.2", "--mode", "hybrid"]).stdout)
+    assert given["weights"]["used"] == 0.2 and given["weights"]["source"] == "given"
+    assert set(given["modes"]) == {"hybrid", "hybrid-default"}
+    assert given["modes"]["hybrid-default"]["metrics"] == out["modes"]["hybrid"]["metrics"]
+
+
+def test_cli_uses_a_recorded_tuning(beir_dir, tmp_path, monkeypatch, fake_models):
+    from kb.knowledge import write_fusion
+
+    _settings_env(monkeypatch, tmp_path)
+    runner = CliRunner()
+    args = ["eval", "retrieval", str(beir_dir), "--json", "--kb", str(tmp_path / "ev"), "--mode", "hybrid"]
+    assert runner.invoke(app, [*args, "--no-tune"]).exit_code == 0
+    write_fusion(tmp_path / "ev", {"dense_weight": 1.0, "chosen_by": "test"})
+    out = json.loads(runner.invoke(app, [*args, "--no-tune"]).stdout)
+    assert out["weights"]["source"] == "tuned" and out["weights"]["used"] == 1.0
+    dense = json.loads(runner.invoke(app, [*args[:-2], "--mode", "dense", "--no-tune"]).stdout)
+    assert out["modes"]["hybrid"]["metrics"] == dense["modes"]["dense"]["metrics"], "weight 1 ranks as dense"
+    text = runner.invoke(app, [a for a in args if a != "--json"] + ["--no-tune"]).stdout
+    assert "hybrid dense weight 1.00 (tuned; default 0.6)" in text
+    assert [line.split()[0] for line in text.splitlines()[3:5]] == ["hybrid", "hybrid-default"]
+
+
+def test_halves_split_the_judged_queries(beir_dir, tmp_path, monkeypatch, fake_models):
+    from kb.eval.retrieval import query_half, select_half
+
+    data = load_beir(beir_dir)
+    a, b = select_half(data, "a"), select_half(data, "b")
+    assert sorted([*a.queries, *b.queries]) == sorted(data.queries) and not set(a.queries) & set(b.queries)
+    assert set(a.qrels) <= set(a.queries) | {q for q in data.qrels if query_half(q) == "a"}
+    _settings_env(monkeypatch, tmp_path)
+    out = json.loads(CliRunner().invoke(app, ["eval", "retrieval", str(beir_dir), "--json", "--half", "B"]).stdout)
+    assert out["half"] == "b" and out["queries"] == len(b.queries)
+    bad = CliRunner().invoke(app, ["eval", "retrieval", str(beir_dir), "--half", "c"])
+    assert isinstance(bad.exception, InputError) and "unknown half" in str(bad.exception)

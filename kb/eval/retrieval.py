@@ -13,13 +13,14 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ingest.chunking import chunk_document
 from ingest.types import Block, Chunk, ParsedDocument
 from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
+from kb.errors import InputError
 from kb.eval.beir import BeirData, BeirDoc
 from kb.eval.metrics import Run, evaluate_queries, evaluate_run
 from kb.indexer import embedding_text
@@ -265,6 +266,53 @@ def evaluate_retrieval(
             ModeResult(mode, run, evaluate_run(run, data.qrels, KS), evaluate_queries(run, data.qrels, KS), seconds)
         )
     return results
+
+
+def query_half(qid: str) -> str:
+    """Which half of a split a query falls in: "a" when sha1 of its id is even, else "b".
+
+    The split that keeps choosing a setting (on half A) apart from reporting it (on half B).
+    """
+    return "a" if int(hashlib.sha1(qid.encode()).hexdigest(), 16) % 2 == 0 else "b"
+
+
+def select_half(data: BeirData, half: str) -> BeirData:
+    """The split restricted to one half of its judged queries ("a" or "b")."""
+    if half not in ("a", "b"):
+        raise ValueError(f"half must be 'a' or 'b', got {half!r}")
+    keep = {q for q in data.queries if query_half(q) == half}
+    return replace(
+        data,
+        queries={q: t for q, t in data.queries.items() if q in keep},
+        qrels={q: j for q, j in data.qrels.items() if q in keep},
+    )
+
+
+def tune_corpus_kb(
+    kb: KnowledgeBase, *, queries: int, seed: int = 0, progress: Callable[[int, int], None] | None = None
+) -> tuple[dict | None, str]:
+    """Tune the corpus knowledge base's fusion from its own documents, as `kb tune` does; never from judged queries.
+
+    Returns (the manifest record or None, what happened: "tuned", "reused" when a record made
+    with the same request on the same collection exists, or why tuning was skipped).
+    """
+    from kb.tune import RECORD_VERSION, tune
+
+    counts = kb.store.counts()
+    old = kb.fusion
+    if (
+        old is not None
+        and old.get("version") == RECORD_VERSION
+        and old.get("requested") == queries
+        and old.get("seed") == seed
+        and old.get("documents") == counts["documents"]
+        and old.get("chunks") == counts["chunks"]
+    ):
+        return old, "reused"
+    try:
+        return tune(kb, queries=queries, seed=seed, progress=progress).record, "tuned"
+    except InputError as exc:
+        return None, f"skipped: {exc}"
 
 
 def iter_with_count(data: BeirData) -> tuple[int, Iterator[BeirDoc]]:
