@@ -19,6 +19,7 @@ from cli import (
     eval_summaries_cmd,
     ingest_cmd,
     maintenance_cmd,
+    models_cmd,
     search_cmd,
     status_cmd,
     summarize_cmd,
@@ -66,6 +67,7 @@ ask_cmd.register(app)
 status_cmd.register(app)
 maintenance_cmd.register(app)
 summarize_cmd.register(app)
+models_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")
