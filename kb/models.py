@@ -24,7 +24,7 @@ from kb.errors import ModelNotFound
 
 # What `llm_model = "default"` means. The model `make install` sets up; docs/models.md has the
 # measurements behind the choice.
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 Locator = Callable[[str], Path | None]  # import name -> the package's folder, or None

