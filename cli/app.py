@@ -21,6 +21,7 @@ from cli import (
     groups_cmd,
     ingest_cmd,
     maintenance_cmd,
+    models_cmd,
     search_cmd,
     serve_cmd,
     status_cmd,
@@ -74,6 +75,7 @@ groups_cmd.register(app)
 serve_cmd.register(app)
 chat_cmd.register(app)
 tune_cmd.register(app)
+models_cmd.register(app)
 eval_qa_cmd.register(eval_cmd.app)
 eval_summaries_cmd.register(eval_cmd.app)
 app.add_typer(eval_cmd.app, name="eval")

@@ -32,7 +32,8 @@ EmbedOpt = Annotated[
     str | None, typer.Option("--embed-model", help="Sentence-transformers model folder ('default' = all-MiniLM-L6-v2).")
 ]
 LlmOpt = Annotated[
-    str | None, typer.Option("--llm-model", help="GGUF model file ('default' = SmolLM2-135M-Instruct Q4_1).")
+    str | None,
+    typer.Option("--llm-model", help="LLM: a name from `kb models`, 'default', or a path to a .gguf file."),
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
 ModeOpt = Annotated[

