@@ -8,7 +8,7 @@ import json
 from typer.testing import CliRunner
 
 from cli.app import app
-from kb.eval.qa import contains_gold, held_out, load_qa
+from kb.eval.qa import contains_gold, held_out, load_qa, shown_as_sentence
 
 DOCS = {
     "leave": "Annual leave. Full-time employees receive 28 days of paid annual leave per calendar year.",
@@ -234,3 +234,11 @@ def test_a_gold_page_is_hit_by_the_page_of_the_quote():
     name = lambda p: p.rsplit("/", 1)[-1]
     assert QARecord(item, False, on_54, 0.1).flags(name)["cites_gold_page"] is True
     assert QARecord(item, False, on_53, 0.1).flags(name)["cites_gold_page"] is False
+
+
+def test_a_rejected_sentence_counts_as_shown_only_when_the_answer_shows_it():
+    text = "Up to 5 days may be carried over. [1] The rest lapses on 31 March. [2]"
+    assert not shown_as_sentence("2", text)  # the marker [2] is not the sentence "2"
+    assert not shown_as_sentence("You can add 4 days.", text)
+    assert shown_as_sentence("The rest lapses on 31 March.", text)
+    assert shown_as_sentence("Up to 5 days may be carried over.", text)

@@ -168,6 +168,19 @@ def contains_gold(text: str, answers: tuple[str, ...]) -> bool:
     return any(_norm(a) and _norm(a) in hay for a in answers)
 
 
+_MARKERS = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]\s*")
+
+
+def shown_as_sentence(claim: str, answer_text: str) -> bool:
+    """Whether a sentence is part of the answer as shown (its `[n]` markers aside). A rejected
+    model sentence "2" is not shown by an answer that cites "[2]"."""
+    claim = " ".join(claim.split())
+    if not claim:
+        return False
+    shown = [" ".join(p.split()) for p in _MARKERS.split(answer_text)]
+    return any(claim == p or (len(claim) >= 12 and claim in p) for p in shown)
+
+
 @dataclass
 class QARecord:
     """One question's outcome."""
@@ -202,7 +215,7 @@ class QARecord:
             "unretrieved_citations": sum(1 for _, _, cid, _ in cited if cid not in set(a.retrieved)),
             "sentences": len(a.sentences),
             "supported_sentences": sum(1 for s in a.sentences if s.supported),
-            "unsupported_shown": sum(1 for s in a.sentences if not s.supported and s.text in a.text),
+            "unsupported_shown": sum(1 for s in a.sentences if not s.supported and shown_as_sentence(s.text, a.text)),
         }
 
 
