@@ -625,17 +625,7 @@ def _job_maker(kb: KnowledgeBase) -> Callable[[_Parse], ParseJob]:
     tok_file = kb.embedder.tokenizer_file
 
     def job(item: _Parse) -> ParseJob:
-        return ParseJob(
-            str(item.path),
-            settings.pdf_password,
-            tok_file,
-            settings.chunk_tokens,
-            settings.chunk_overlap,
-            pdf_engine=settings.pdf_engine,
-            ocr=settings.ocr,
-            ocr_dpi=settings.ocr_dpi,
-            ocr_page_timeout=settings.ocr_page_timeout,
-        )
+        return ParseJob.of(item.path, settings, tok_file)
 
     return job
 

@@ -23,9 +23,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ingest.types import Chunk
+
+if TYPE_CHECKING:
+    from kb.config import Settings
 
 # Parse workers run at this lower priority, so the embedder keeps the cores while both have
 # work and the parsers use what it leaves; their budget does not count the time they wait.
@@ -47,6 +50,22 @@ class ParseJob:
     ocr: str = "auto"
     ocr_dpi: int = 200
     ocr_page_timeout: float = 60.0
+
+    @classmethod
+    def of(cls, path: str | Path, settings: Settings, tokenizer_file: str) -> ParseJob:
+        """The job for one file under the knowledge base's settings (ingest and summaries alike)."""
+        s = settings
+        return cls(
+            str(path),
+            s.pdf_password,
+            tokenizer_file,
+            s.chunk_tokens,
+            s.chunk_overlap,
+            pdf_engine=s.pdf_engine,
+            ocr=s.ocr,
+            ocr_dpi=s.ocr_dpi,
+            ocr_page_timeout=s.ocr_page_timeout,
+        )
 
 
 @dataclass(frozen=True)

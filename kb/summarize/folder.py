@@ -225,17 +225,7 @@ def _job_maker(summarizer: Summarizer) -> Callable[[Path], ParseJob]:
     tok = summarizer.embedder.tokenizer_file if summarizer.embedder else ""
 
     def job(path: Path) -> ParseJob:
-        return ParseJob(
-            str(path),
-            s.pdf_password,
-            tok,
-            s.chunk_tokens,
-            s.chunk_overlap,
-            pdf_engine=s.pdf_engine,
-            ocr=s.ocr,
-            ocr_dpi=s.ocr_dpi,
-            ocr_page_timeout=s.ocr_page_timeout,
-        )
+        return ParseJob.of(path, s, tok)
 
     return job
 
