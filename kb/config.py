@@ -76,8 +76,9 @@ class Settings:
     )
     llm_convert: str = _doc(
         "Weight format the LLM runs in: auto (the packaged SmolLM2 Q4_1 model is converted once, locally, to "
-        "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU; the Qwen Q4_K_M "
-        "models and other files are used as they are), off, f16 or q8_0. Converted files are cached in "
+        "F16, the same weights unpacked, which llama.cpp reads about twice as fast on a CPU, and the packaged "
+        "Qwen 0.5B Q4_K_M model to Q8_0, whose prompt is read about 1.3x faster; the 1.5B model and other "
+        "files are used as they are), off, f16 or q8_0. Converted files are cached in "
         "~/.cache/kb/models ($KB_MODEL_CACHE).",
         default="auto",
     )
@@ -107,6 +108,12 @@ class Settings:
         default=0,
     )
     top_k: int = _doc("Passages retrieved for an answer.", default=6)
+    glossary: str = _doc(
+        "A text file of `term | the words it is read as` lines: a question that uses a term is also searched "
+        "for those words (kb knows common measures of financial analysis, such as operating margin or quick "
+        "ratio, as the line items they are computed from; these add yours). Empty: the built-in terms only.",
+        default="",
+    )
     search_mode: str = _doc("Retrieval mode: hybrid, dense or keyword.", default="hybrid")
     max_answer_tokens: int = _doc("Most tokens the LLM may generate for an answer.", default=160)
     evidence_tokens: int = _doc(

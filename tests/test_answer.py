@@ -524,3 +524,41 @@ def test_the_words_an_answer_repeats_from_the_question_weigh_half():
     assert checked[0].sentence.supported  # "vacation", "take", "next" are the question's words
     wrong = check_answer("You can take up to 7 unused vacation days into the next year.", hits, question)
     assert not wrong[0].sentence.supported and wrong[0].reason == "a number it states is in no passage"
+
+
+KIRTON = (
+    "Kirton End is a hamlet. The hamlet of Kirton End lies in the Boston district. "
+    "Kirton End lies in the district of Boston."
+)
+BOSTON = "Boston. Boston is a town and port in Lincolnshire, England. Its population was 35,124 in 2001."
+
+
+def test_an_answer_from_the_bridge_passage_is_kept(settings, fake_embedder, tmp_path):
+    # The first search finds the hamlet; the second hop finds the town it names, whose sentence
+    # ranks below the hamlet's for the question's words but holds the answer.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "kirton_end.txt").write_text(KIRTON)
+    (folder / "boston.txt").write_text(BOSTON)
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
+        ingest(base, [folder], isolate=False)
+        llm = ScriptedLLM(
+            ["The population of Boston was 35,124 in 2001.", "The population of Boston was 41,000 in 2001."]
+        )
+        answerer = Answerer(Retriever(base), llm, top_k=1, min_relevance=0.0, min_answerability=0.0)
+        question = "What is the population of the district in which the hamlet of Kirton End lies?"
+        ans = answerer.ask(question)
+        assert ans.hops == ["Boston"]
+        assert ans.mode == "generative" and "35,124" in ans.text
+        assert [s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources] == ["boston.txt"]
+        # What the hop's passage does not back is still dropped.
+        wrong = answerer.ask(question)
+        assert wrong.mode == "extractive" and "41,000" not in wrong.text
+
+
+def test_the_best_sentence_of_each_hop_passage_joins_the_top():
+    from kb.answer.pipeline import best_of_hops
+
+    ranked = [_cand(1, 0.9), _cand(3, 0.8), _cand(2, 0.7), _cand(3, 0.6), _cand(4, 0.5)]
+    assert [(c.n, c.score) for c in best_of_hops(ranked, first=2)] == [(3, 0.8), (4, 0.5)]
+    assert best_of_hops(ranked, first=4) == []

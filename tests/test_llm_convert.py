@@ -10,8 +10,10 @@ import pytest
 from kb.llm import LlamaCppLLM, conversion_for, converted_gguf, resolve_gguf
 
 
-def test_auto_converts_only_the_packaged_smollm2_model():
+def test_auto_converts_only_the_packaged_models_it_was_measured_to_help():
     assert conversion_for("smollm2-135m", "auto") == "f16"
+    assert conversion_for("qwen2.5-coder-0.5b", "auto") == "q8_0"
+    assert conversion_for("qwen2.5-coder-1.5b", "auto") == "off"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "auto") == "off"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "q8_0") == "q8_0"
     assert conversion_for("smollm2-135m", "off") == "off"

@@ -11,6 +11,8 @@ from kb.answer.attribute import Attributed, Backing, check_answer, rests_on_top_
 from kb.answer.compose import compose, refusal
 from kb.answer.gate import MARGIN_POOL, PARTIAL_BAND, judge
 from kb.answer.generate import build_messages, is_dont_know, pack_evidence
+from kb.answer.glossary import FINANCE, Term, terms_for
+from kb.answer.glossary import meanings as glossary_meanings
 from kb.answer.rank import (
     SentenceScorer,
     complete_span,
@@ -69,6 +71,7 @@ class Answerer:
         scorer: SentenceScorer | None = None,
         rerank_sentences: int = 0,
         hops: bool = True,
+        terms: tuple[Term, ...] = FINANCE,
     ) -> None:
         self.retriever = retriever
         self.llm = llm
@@ -84,6 +87,7 @@ class Answerer:
         self.scorer = scorer
         self.rerank_sentences = rerank_sentences
         self.hops = hops
+        self.terms = terms
         self.warnings: list[str] = []  # said once, by the caller (the library never prints)
 
     @classmethod
@@ -107,6 +111,7 @@ class Answerer:
             mode=s.search_mode,
             scorer=_scorer_or_none(s, warnings) if rerank else None,
             rerank_sentences=rerank,
+            terms=terms_for(s.glossary),
         )
         answerer.warnings = warnings
         return answerer
@@ -129,7 +134,11 @@ class Answerer:
         t0 = time.perf_counter()
         only: dict[str, Any] = {} if allow is None else {"allow": allow}
         search = lambda q, k: self.retriever.search(q, k, self.mode, **only)
-        evidence = gather(search, question, self.top_k, MARGIN_POOL) if self.hops else _plain(search, question, self)
+        meanings = glossary_meanings(question, self.terms)
+        if self.hops:
+            evidence = gather(search, question, self.top_k, MARGIN_POOL, meanings)
+        else:
+            evidence = _plain(search, question, self)
         answer = self._answer(question, evidence, search, t0, extractive, on_token, on_sentence)
         answer.retrieved = [h.chunk.id for h in evidence.hits]
         answer.hops = list(evidence.hops)
@@ -205,13 +214,15 @@ class Answerer:
         hits = evidence.hits
         # The passages holding the best-ranked sentences go first: within the evidence budget the
         # model sees the likely answers, and a small model leans on the first document.
-        order = list(dict.fromkeys([c.n for c in ranked[:TOP_SENTENCES]] + list(range(1, len(hits) + 1))))
+        # Then the passages that hops added (a bridge, a statement table), which were fetched for
+        # what the first passages lack.
+        top = ranked[:TOP_SENTENCES] + best_of_hops(ranked[TOP_SENTENCES:], evidence.first)
+        order = list(dict.fromkeys([c.n for c in top] + list(range(1, len(hits) + 1))))
         packed = pack_evidence(
             question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens
         )
         t1 = time.perf_counter()
         first: list[float] = []
-        top = ranked[:TOP_SENTENCES]
         stream = _SentenceStream(question, packed, hits, top, on_sentence)
 
         def token(piece: str) -> None:
@@ -300,6 +311,18 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
                 out.setdefault(h.chunk.doc_id, name)
                 break
     return out
+
+
+def best_of_hops(ranked: list[Candidate], first: int) -> list[Candidate]:
+    """The best-ranked sentence of each passage that a later search added (passage numbers above
+    `first`). A hop is run because the first evidence points to it, so the answer of a multi-hop
+    question lies in the hop's passage ("Zaheer Khan was born 7 October 1978"), whose sentences
+    rank below the first passages' for the question's own words."""
+    best: dict[int, Candidate] = {}
+    for c in ranked:
+        if c.n > first:
+            best.setdefault(c.n, c)
+    return list(best.values())
 
 
 def _plain(search: Callable[[str, int], list[Hit]], question: str, answerer: Answerer) -> Evidence:

@@ -33,6 +33,11 @@ class Evidence:
     pool: list[Hit]  # the first search's wider list (the refusal gate judges the document margin on it)
     names: list[Entity] = field(default_factory=list)  # the question's names
     hops: list[str] = field(default_factory=list)  # what later searches looked up
+    first: int = -1  # how many of `hits` the first search gave (the rest came from hops); -1: all
+
+    def __post_init__(self) -> None:
+        if self.first < 0:
+            self.first = len(self.hits)
 
     def mentioned(self, entity: Entity) -> bool:
         """Whether a passage of the evidence (or its document's title or file name) names `entity`."""
@@ -52,9 +57,11 @@ def _mentioning(entity: Entity) -> Callable[[Hit], bool]:
     return lambda h: mentions(entity, context_of(h))
 
 
-def gather(search: Search, question: str, k: int, pool_size: int) -> Evidence:
+def gather(search: Search, question: str, k: int, pool_size: int, meanings: list[str] | None = None) -> Evidence:
     """The `k` best passages for the question, plus one for each name of the question that none
-    of them mentions (searched for by the name and the question together)."""
+    of them mentions (searched for by the name and the question together), plus the passages
+    that hold the line items of the measures the question asks for (`meanings`, see
+    `line_item_hop`)."""
     pool = search(question, max(k, pool_size))
     evidence = Evidence(list(pool[:k]), pool, extract_entities(question))
     for entity in evidence.names:
@@ -62,7 +69,22 @@ def gather(search: Search, question: str, k: int, pool_size: int) -> Evidence:
             continue
         if _add(evidence, search(f"{entity.text} {question}", 3), _mentioning(entity)):
             evidence.hops.append(entity.text)
+    if meanings:
+        line_item_hop(search, question, evidence, meanings)
     return evidence
+
+
+def line_item_hop(search: Search, question: str, evidence: Evidence, meanings: list[str], each: int = 2) -> list[Hit]:
+    """Passages for the question read with the words of its measures (kb.answer.glossary: "operating
+    margin" -> operating income, total revenue), `each` per measure, appended to the evidence;
+    returns them. The statement table that holds the figures rarely shares the question's words."""
+    found = search(" ".join([question, *meanings]), each * len(meanings) + len(evidence.hits))
+    have = {h.chunk.id for h in evidence.hits}
+    added = [h for h in found if h.chunk.id not in have][: each * len(meanings)]
+    if added:
+        evidence.hits.extend(added)
+        evidence.hops.extend(meanings)
+    return added
 
 
 def bridge_hop(search: Search, question: str, evidence: Evidence, best_text: str, most: int = 2) -> list[Hit]:
