@@ -242,3 +242,18 @@ def test_a_rejected_sentence_counts_as_shown_only_when_the_answer_shows_it():
     assert not shown_as_sentence("You can add 4 days.", text)
     assert shown_as_sentence("The rest lapses on 31 March.", text)
     assert shown_as_sentence("Up to 5 days may be carried over.", text)
+
+
+def test_a_sweep_keeps_the_partial_band_of_the_gate():
+    from kb.answer import Answer
+    from kb.eval.qa import QAItem, QARecord, refused_at
+
+    def record(score: float, subject: bool) -> QARecord:
+        answer = Answer("q", "a", False, "extractive", answerability=score, signals={"subject": subject})
+        return QARecord(QAItem("1", "q", ("a",), "d.txt"), False, answer, 0.1)
+
+    # 0.05 below the threshold: given as partial when the document is about a name of the question.
+    assert not refused_at(record(0.51, True), 0.56)
+    assert refused_at(record(0.51, False), 0.56)
+    assert refused_at(record(0.45, True), 0.56)
+    assert not refused_at(record(0.60, False), 0.56)

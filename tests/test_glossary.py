@@ -87,3 +87,22 @@ def test_without_the_glossary_only_the_prose_is_read(filing):
     answer = answerer.ask("Is our operating margin profile improving?")
     assert [c.path.rsplit("/", 1)[-1] for c in filing.store.chunks(answer.retrieved).values()] == ["discussion.txt"]
     assert answer.hops == []
+
+
+def test_an_extractive_answer_quotes_the_figures_of_the_measure(settings, fake_embedder, tmp_path):
+    # One filing, its discussion and its statement table; another company's table lists the same
+    # line items.
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "annual-report.txt").write_text(PROSE + "\n\n" + TABLE)
+    (folder / "other-company.txt").write_text(TABLE.replace("6,098", "1,234").replace("17,606", "9,999"))
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
+        ingest(base, [folder], isolate=False)
+        answerer = Answerer(Retriever(base), None, top_k=1, min_relevance=0.0, min_answerability=0.0)
+        answer = answerer.ask("Is our operating margin profile improving?")
+    assert answer.mode == "extractive"
+    assert {s.hit.chunk.path.rsplit("/", 1)[-1] for s in answer.sources} == {"annual-report.txt"}
+    # The prose first (it matches the question's words), then the rows the margin is computed from.
+    assert "margin" in answer.sources[0].quote.text
+    rows = [s.quote.text for s in answer.sources[1:]]
+    assert any(r.startswith(("Operating income 6,098", "Total revenue 17,606")) for r in rows), rows

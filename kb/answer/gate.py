@@ -150,6 +150,7 @@ def judge(
         "names_anchored": [e.text for e in anchored],
         "name_specificity": round(specificity, 3),
         "names_absent": absent,
+        "subject": subject,
     }
     parts = (
         f"best sentence {best.score:.2f}, question coverage {coverage:.2f}, document margin {margin:.2f}, "

@@ -16,6 +16,7 @@ from kb.answer.glossary import meanings as glossary_meanings
 from kb.answer.rank import (
     SentenceScorer,
     complete_span,
+    figures_witness,
     rank_sentences,
     rerank_by_likelihood,
     second_witness,
@@ -31,6 +32,7 @@ from kb.retrieval import Hit, Retriever
 from kb.text import Span
 
 TOP_SENTENCES = 3  # a model's answer must rest on one of the sentences ranked this high
+FIGURE_ROWS = 2  # most table rows an extractive answer quotes for the measures a question asks for
 
 
 def _scorer_or_none(settings, warnings: list[str]) -> SentenceScorer | None:
@@ -279,6 +281,8 @@ class Answerer:
         chosen = supporting_sentences(ranked, hits, self.extractive_sentences)
         if chosen:
             chosen += second_witness(ranked, hits, chosen, _wanted_documents(evidence, ranked[0]))
+            if evidence.line_items:
+                chosen += figures_witness(ranked, hits, chosen, evidence.line_items, evidence.meanings, FIGURE_ROWS)
         picked = []
         for c in chosen:
             span = c.span if c.reading else complete_span(hits[c.n - 1].chunk.text, c.span)

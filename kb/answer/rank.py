@@ -240,6 +240,37 @@ def second_witness(
     return out
 
 
+def figures_witness(
+    ranked: list[Candidate], hits: list[Hit], chosen: list[Candidate], rows: set[int], meanings: list[str], most: int
+) -> list[Candidate]:
+    """For a question that asks for a measure, up to `most` sentences or table rows with figures from
+    the passages holding its line items (`rows`: their chunk ids) in the document of the answer's
+    best sentence (`chosen[0]`), those naming most of the line items' words first ("Operating income 6,098 5,802 4,237" for an operating margin).
+
+    The question's own words rank the prose that discusses the measure; the figures it is computed
+    from are in the statement table, which an extractive answer would otherwise never quote."""
+    wanted = content_terms(" ".join(meanings))
+    seen = [x.span.text for x in chosen]
+    doc = hits[chosen[0].n - 1].chunk.doc_id if chosen else None
+    scored = []
+    for i, c in enumerate(ranked):
+        text = c.reading or c.span.text
+        chunk = hits[c.n - 1].chunk
+        if chunk.id not in rows or chunk.doc_id != doc or not any(ch.isdigit() for ch in text):
+            continue
+        named = len(content_terms(text) & wanted)
+        if named:
+            scored.append((-named, i, c))
+    out: list[Candidate] = []
+    for _, _, c in sorted(scored, key=lambda t: t[:2]):
+        if len(out) >= most:
+            break
+        if all(not _same_sentence(c.span.text, t) for t in seen):
+            out.append(c)
+            seen.append(c.span.text)
+    return out
+
+
 def _same_sentence(a: str, b: str) -> bool:
     """Whether one sentence repeats the other's words: overlapping chunks repeat their edges,
     whole or cut off ("Up to 5 days of unused leave" at the end of one chunk)."""

@@ -34,6 +34,8 @@ class Evidence:
     names: list[Entity] = field(default_factory=list)  # the question's names
     hops: list[str] = field(default_factory=list)  # what later searches looked up
     first: int = -1  # how many of `hits` the first search gave (the rest came from hops); -1: all
+    meanings: list[str] = field(default_factory=list)  # the line-item words the question's measures are read as
+    line_items: set[int] = field(default_factory=set)  # chunk ids that `line_item_hop` added
 
     def __post_init__(self) -> None:
         if self.first < 0:
@@ -76,14 +78,21 @@ def gather(search: Search, question: str, k: int, pool_size: int, meanings: list
 
 def line_item_hop(search: Search, question: str, evidence: Evidence, meanings: list[str], each: int = 2) -> list[Hit]:
     """Passages for the question read with the words of its measures (kb.answer.glossary: "operating
-    margin" -> operating income, total revenue), `each` per measure, appended to the evidence;
-    returns them. The statement table that holds the figures rarely shares the question's words."""
-    found = search(" ".join([question, *meanings]), each * len(meanings) + len(evidence.hits))
+    margin" -> operating income, total revenue), `each` per measure, from the documents already in
+    the evidence when they hold any, appended to the evidence; returns them. The statement table
+    that holds the figures rarely shares the question's words."""
+    found = search(" ".join([question, *meanings]), 2 * each * len(meanings) + len(evidence.hits))
     have = {h.chunk.id for h in evidence.hits}
-    added = [h for h in found if h.chunk.id not in have][: each * len(meanings)]
+    # The figures of the documents the question's own search found (the company it names), when
+    # they hold any: another filing's table lists the same line items.
+    docs = {h.chunk.doc_id for h in evidence.hits}
+    new = [h for h in found if h.chunk.id not in have]
+    added = ([h for h in new if h.chunk.doc_id in docs] or new)[: each * len(meanings)]
     if added:
         evidence.hits.extend(added)
         evidence.hops.extend(meanings)
+        evidence.meanings.extend(meanings)
+        evidence.line_items.update(h.chunk.id for h in added)
     return added
 
 

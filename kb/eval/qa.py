@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ingest.discover import discover, unreadable_folder
 from kb.answer import REFUSAL, Answer, Answerer
+from kb.answer.gate import PARTIAL_BAND
 from kb.errors import InputError
 from kb.eval.metrics import percentile
 
@@ -240,10 +241,16 @@ def refused_at(record: QARecord, threshold: float) -> bool:
     """Whether the answer would be a refusal with `min_answerability` = threshold.
 
     The answer itself does not depend on the threshold, only the gate does, so one run asked
-    with a low threshold can be scored at any higher one.
+    with a low threshold can be scored at any higher one. As the gate does, an answer within
+    PARTIAL_BAND below the threshold is still given (as partial) when its evidence's document is
+    about a name of the question.
     """
     a = record.answer
-    return a.refused or a.answerability is None or a.answerability < threshold
+    if a.refused or a.answerability is None:
+        return True
+    if a.answerability >= threshold:
+        return False
+    return not (a.signals.get("subject") and a.answerability >= threshold - PARTIAL_BAND)
 
 
 def summarize_records(
