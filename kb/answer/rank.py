@@ -245,7 +245,8 @@ def figures_witness(
 ) -> list[Candidate]:
     """For a question that asks for a measure, up to `most` sentences or table rows with figures from
     the passages holding its line items (`rows`: their chunk ids) in the document of the answer's
-    best sentence (`chosen[0]`), those naming most of the line items' words first ("Operating income 6,098 5,802 4,237" for an operating margin).
+    best sentence (`chosen[0]`), those naming most of the line items' words first ("Operating
+    income 6,098 5,802 4,237" for an operating margin).
 
     The question's own words rank the prose that discusses the measure; the figures it is computed
     from are in the statement table, which an extractive answer would otherwise never quote."""
