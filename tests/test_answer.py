@@ -533,7 +533,7 @@ KIRTON = (
 BOSTON = "Boston. Boston is a town and port in Lincolnshire, England. Its population was 35,124 in 2001."
 
 
-def test_an_answer_from_the_bridge_passage_is_kept(settings, fake_embedder, tmp_path):
+def test_an_answer_from_the_bridge_passage_is_kept_and_cites_both(settings, fake_embedder, tmp_path):
     # The first search finds the hamlet; the second hop finds the town it names, whose sentence
     # ranks below the hamlet's for the question's words but holds the answer.
     folder = tmp_path / "docs"
@@ -550,7 +550,9 @@ def test_an_answer_from_the_bridge_passage_is_kept(settings, fake_embedder, tmp_
         ans = answerer.ask(question)
         assert ans.hops == ["Boston"]
         assert ans.mode == "generative" and "35,124" in ans.text
-        assert [s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources] == ["boston.txt"]
+        # It cites the town's passage that backs it and the hamlet's sentence that names the town.
+        assert [s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources] == ["boston.txt", "kirton_end.txt"]
+        assert "Boston" in ans.sources[1].quote.text and ans.sentences[0].citations == (1, 2)
         # What the hop's passage does not back is still dropped.
         wrong = answerer.ask(question)
         assert wrong.mode == "extractive" and "41,000" not in wrong.text
@@ -562,3 +564,36 @@ def test_the_best_sentence_of_each_hop_passage_joins_the_top():
     ranked = [_cand(1, 0.9), _cand(3, 0.8), _cand(2, 0.7), _cand(3, 0.6), _cand(4, 0.5)]
     assert [(c.n, c.score) for c in best_of_hops(ranked, first=2)] == [(3, 0.8), (4, 0.5)]
     assert best_of_hops(ranked, first=4) == []
+
+
+def test_a_passage_of_a_document_the_top_sentences_name_is_a_bridge():
+    from kb.answer.attribute import document_name, names_bridge_document
+
+    khan = Hit(
+        ChunkRow(1, 1, "/d/Zaheer_Khan.md", "", 0, "Zaheer Khan was born 7 October 1978.", 0, 36, None, None, ()),
+        1.0,
+        1,
+    )
+    assert document_name(khan) == "Zaheer Khan"
+    tops = "Zaheer Khan, Yuvraj Singh and Marlon Samuels made their ODI debuts during the competition."
+    assert names_bridge_document(khan, tops, "When was the cricketer who made his ODI debut there born?")
+    # Not when the question names it (no bridge), nor when no top sentence does.
+    assert not names_bridge_document(khan, tops, "When was Zaheer Khan born?")
+    assert not names_bridge_document(khan, "The competition was held in Nairobi.", "Who debuted there?")
+
+
+def test_a_second_witness_from_the_document_about_the_name_may_call_it_otherwise():
+    from kb.answer.rank import second_witness
+
+    molly = "Molly married the writer and Irish nationalist Robert Erskine Childers."
+    page = "Childers was born in London, England, and became an Irish nationalist."
+    hits = [
+        _hit(1, 1, molly),
+        Hit(ChunkRow(2, 2, "/d/Robert_Erskine_Childers.md", "", 0, page, 0, len(page), None, None, ()), 1.0, 2),
+    ]
+    ranked = [Candidate(1, Span(molly, 0, len(molly)), 0.9, 0.9), Candidate(2, Span(page, 0, len(page)), 0.6, 0.6)]
+    picked = second_witness(ranked, hits, ranked[:1], {2: "Robert Erskine Childers"})
+    assert [c.n for c in picked] == [2]
+    # A document merely mentioning the name must state it in the sentence quoted.
+    other = ChunkRow(2, 2, "/d/Irish_writers.md", "", 0, page, 0, len(page), None, None, ())
+    assert second_witness(ranked, [hits[0], Hit(other, 1.0, 2)], ranked[:1], {2: "Robert Erskine Childers"}) == []

@@ -218,6 +218,50 @@ def check_answer(raw: str, hits: list[Hit], question: str = "") -> list[Attribut
     return out
 
 
+def document_name(hit: Hit) -> str:
+    """What a passage's document is about, by its title or file name, without a qualifier
+    ("Boston, Lincolnshire" -> "Boston"; "Zaheer_Khan.md" -> "Zaheer Khan")."""
+    c = hit.chunk
+    name = c.title or c.path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
+    return re.split(r"[,(]", name, maxsplit=1)[0].strip(" .:;-")
+
+
+def names_bridge_document(hit: Hit, tops: str, question: str) -> bool:
+    """Whether the best sentences name the passage's document while the question does not: the
+    passage is the second hop of a multi-hop question ("When was the cricketer who made his ODI
+    debut in the 2000 ICC KnockOut Trophy born?": the top sentence names Zaheer Khan, and Zaheer
+    Khan's page says when he was born), whichever search found it."""
+    name = document_name(hit)
+    if len(content_terms(name)) == 0:
+        return False
+    entity = Entity(name, "name")
+    return mentions(entity, tops) and not mentions(entity, question)
+
+
+def link_bridge(
+    sentence: Attributed, question: str, packed: list[Hit], hits: list[Hit], top: list[Candidate]
+) -> Attributed:
+    """A sentence backed by a bridge document (`names_bridge_document`) also cites the top sentence
+    that names it: the answer rests on both ("Zaheer Khan was born 7 October 1978" on Zaheer Khan's
+    page, and on "Zaheer Khan ... made their ODI debuts during the competition")."""
+    cited = set(sentence.sentence.citations)
+    for b in sentence.backing:
+        name = Entity(document_name(packed[b.n - 1]), "name")
+        if not content_terms(name.text) or mentions(name, question):
+            continue
+        for c in top:
+            hit = hits[c.n - 1]
+            span = complete_span(hit.chunk.text, c.span)
+            p = next((i for i, h in enumerate(packed, start=1) if h.chunk.id == hit.chunk.id), None)
+            if p is None or p in cited or hit.chunk.doc_id == packed[b.n - 1].chunk.doc_id:
+                continue
+            if mentions(name, span.text):
+                s = sentence.sentence
+                linked = Sentence(s.text, (*s.citations, p), s.supported, s.support)
+                return Attributed(linked, (*sentence.backing, Backing(p, span)), sentence.reason)
+    return sentence
+
+
 def rests_on_top_sentence(
     sentence: Attributed, question: str, packed: list[Hit], hits: list[Hit], top: list[Candidate]
 ) -> bool:
@@ -228,9 +272,14 @@ def rests_on_top_sentence(
     The second part catches a small model's favourite error: restating the question and
     completing it with a name or figure from a nearby sentence ("The cells that show the
     response are Vero cells" where the top sentence names RoNi/7.1 cells).
+
+    A sentence backed by a passage of a document that the top sentences name and the question
+    does not (`names_bridge_document`) rests on them too: it is the bridge's answer.
     """
     text = sentence.sentence.text
     tops = " ".join(complete_span(hits[c.n - 1].chunk.text, c.span).text for c in top)
+    if any(names_bridge_document(packed[b.n - 1], tops, question) for b in sentence.backing):
+        return True
     added = content_terms(text) - content_terms(question) - RELATION_WORDS
     if added and len(added & content_terms(tops)) / len(added) < SUPPORT_THRESHOLD:
         return False

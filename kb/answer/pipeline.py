@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from kb.answer.attribute import Attributed, Backing, check_answer, rests_on_top_sentence
+from kb.answer.attribute import Attributed, Backing, check_answer, link_bridge, rests_on_top_sentence
 from kb.answer.compose import compose, refusal
 from kb.answer.gate import MARGIN_POOL, PARTIAL_BAND, judge
 from kb.answer.generate import build_messages, is_dont_know, pack_evidence
@@ -244,7 +244,10 @@ class Answerer:
         timings["generate"] = time.perf_counter() - t1
         if first:
             timings["first_token"] = first[0]
-        checked = check_answer(raw, packed, question)
+        checked = [
+            link_bridge(a, question, packed, hits, top) if a.sentence.supported else a
+            for a in check_answer(raw, packed, question)
+        ]
         kept = [a for a in checked if a.sentence.supported]
         # Lexical support alone lets a fluent answer built from an off-question passage through
         # (samples: "Which city stores customer data?" answered from the security policy). The
@@ -302,6 +305,12 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
     first = hits[best.n - 1]
     out: dict[int, str] = {}
     for e in evidence.names:
+        # The document about the name ("Who is older, X or Y?": Y's page), even when the first
+        # passage mentions Y in passing.
+        about = [h for h in hits if mentions(e, h.chunk.title + " " + h.chunk.path.rsplit("/", 1)[-1])]
+        if about and not any(h.chunk.doc_id == first.chunk.doc_id for h in about):
+            out.setdefault(about[0].chunk.doc_id, e.text)
+            continue
         if mentions(e, context_of(first)):
             continue
         for h in hits:
@@ -383,7 +392,7 @@ class _SentenceStream:
                 continue
             if not self.grounded and rests_on_top_sentence(a, self.question, self.packed, self.hits, self.top):
                 self.grounded = True
-            self.waiting.append(a)
+            self.waiting.append(link_bridge(a, self.question, self.packed, self.hits, self.top))
             if self.grounded:
                 self._flush()
 
