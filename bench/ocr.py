@@ -206,9 +206,13 @@ def speed(tmp: Path, pages: int, dpi: int, workers: int) -> dict[str, Any]:
         time.sleep(0.1)
     out, err = proc.communicate()
     wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        return {"error": err[-500:]}
-    d = json.loads(out)
+    try:
+        d = json.loads(out)
+    except ValueError:
+        return {"error": f"kb ingest exited {proc.returncode}: {(err or out)[-500:]}"}
+    if proc.returncode != 0:  # 2: some file failed; its reason is in the JSON
+        failed = [f for f in d.get("files", []) if f.get("status") == "failed"]
+        return {"error": f"kb ingest exited {proc.returncode}: {failed[:3] or (err or out)[-500:]}"}
     return {
         "pages": d["pages"],
         "seconds": d["seconds"],
