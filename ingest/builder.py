@@ -71,9 +71,12 @@ class DocumentBuilder:
         warnings: list[str] | tuple[str, ...] = (),
         empty_reason: str = "no text",
     ) -> ParsedDocument:
-        """The finished document; raises EmptyDocument when nothing was added."""
+        """The finished document; raises EmptyDocument when nothing was added, with the first
+        warning when there is one (why a scan's OCR gave nothing: "page 1: OCR failed (...)")."""
         if not self._blocks:
-            raise EmptyDocument(empty_reason)
+            n = len(warnings) - 1
+            more = f" ({n} more warning{'s' if n > 1 else ''})" if n else ""
+            raise EmptyDocument(f"{empty_reason}; {warnings[0]}{more}" if warnings else empty_reason)
         return ParsedDocument(
             path=str(path),
             format=format,

@@ -558,12 +558,20 @@ def test_an_answer_from_the_bridge_passage_is_kept_and_cites_both(settings, fake
         assert wrong.mode == "extractive" and "41,000" not in wrong.text
 
 
-def test_the_best_sentence_of_each_hop_passage_joins_the_top():
+def test_the_best_sentence_of_each_hop_passage_about_its_name_joins_the_top():
     from kb.answer.pipeline import best_of_hops
+    from kb.answer.retrieve import Evidence
 
-    ranked = [_cand(1, 0.9), _cand(3, 0.8), _cand(2, 0.7), _cand(3, 0.6), _cand(4, 0.5)]
-    assert [(c.n, c.score) for c in best_of_hops(ranked, first=2)] == [(3, 0.8), (4, 0.5)]
-    assert best_of_hops(ranked, first=4) == []
+    def hit(cid: int, path: str) -> Hit:
+        return Hit(ChunkRow(cid, cid, path, "", 0, "x", 0, 1, None, None, ()), 1.0, cid)
+
+    hits = [hit(1, "/d/a.txt"), hit(2, "/d/b.txt"), hit(3, "/d/Boston.md"), hit(4, "/d/notice.txt"), hit(5, "/d/t.txt")]
+    evidence = Evidence(hits, hits, first=2, looked_up={3: "Boston", 4: "Main"}, line_items={5})
+    ranked = [_cand(1, 0.9), _cand(3, 0.8), _cand(2, 0.7), _cand(3, 0.6), _cand(4, 0.55), _cand(5, 0.5)]
+    # Boston's own page and the line items' table count; the notice that mentions "the main
+    # entrance" for the name Main does not.
+    assert [(c.n, c.score) for c in best_of_hops(ranked, evidence)] == [(3, 0.8), (5, 0.5)]
+    assert best_of_hops(ranked, Evidence(hits, hits, first=5)) == []
 
 
 def test_a_passage_of_a_document_the_top_sentences_name_is_a_bridge():

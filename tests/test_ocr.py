@@ -197,6 +197,24 @@ def _two_page_scan(path):
     first.save(path, "PDF", resolution=200, save_all=True, append_images=[second])
 
 
+def test_a_scan_whose_ocr_fails_on_every_page_says_why(tmp_path, monkeypatch):
+    import ingest.pdf
+
+    def broken(image):
+        raise RuntimeError("onnxruntime: bad allocation")
+
+    monkeypatch.setattr(ingest.pdf, "load", lambda: None)
+    monkeypatch.setattr(ingest.pdf, "recognize", broken)
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    with pytest.raises(EmptyDocument) as caught:
+        parse_pdf(path)
+    assert str(caught.value) == (
+        "no extractable text (scanned PDF?); page 1: OCR failed (RuntimeError: onnxruntime: bad allocation)"
+        " (1 more warning)"
+    )
+
+
 def test_ocr_text_replaces_an_empty_page_and_a_failing_page_becomes_a_warning(tmp_path, monkeypatch):
     import ingest.pdf
     from ingest.ocr import OcrText

@@ -218,7 +218,7 @@ class Answerer:
         # model sees the likely answers, and a small model leans on the first document.
         # Then the passages that hops added (a bridge, a statement table), which were fetched for
         # what the first passages lack.
-        top = ranked[:TOP_SENTENCES] + best_of_hops(ranked[TOP_SENTENCES:], evidence.first)
+        top = ranked[:TOP_SENTENCES] + best_of_hops(ranked[TOP_SENTENCES:], evidence)
         order = list(dict.fromkeys([c.n for c in top] + list(range(1, len(hits) + 1))))
         packed = pack_evidence(
             question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens
@@ -326,14 +326,15 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
     return out
 
 
-def best_of_hops(ranked: list[Candidate], first: int) -> list[Candidate]:
-    """The best-ranked sentence of each passage that a later search added (passage numbers above
-    `first`). A hop is run because the first evidence points to it, so the answer of a multi-hop
-    question lies in the hop's passage ("Zaheer Khan was born 7 October 1978"), whose sentences
-    rank below the first passages' for the question's own words."""
+def best_of_hops(ranked: list[Candidate], evidence: Evidence) -> list[Candidate]:
+    """The best-ranked sentence of each passage that a later search added for its document's own
+    subject or for a measure's line items (`Evidence.is_about_hop`). A hop is run because the
+    first evidence points to it, so the answer of a multi-hop question lies in the hop's passage
+    ("Zaheer Khan was born 7 October 1978"), whose sentences rank below the first passages' for
+    the question's own words. A passage that only mentions the name looked up does not count."""
     best: dict[int, Candidate] = {}
     for c in ranked:
-        if c.n > first:
+        if c.n > evidence.first and evidence.is_about_hop(evidence.hits[c.n - 1]):
             best.setdefault(c.n, c)
     return list(best.values())
 

@@ -36,6 +36,17 @@ class Evidence:
     first: int = -1  # how many of `hits` the first search gave (the rest came from hops); -1: all
     meanings: list[str] = field(default_factory=list)  # the line-item words the question's measures are read as
     line_items: set[int] = field(default_factory=set)  # chunk ids that `line_item_hop` added
+    looked_up: dict[int, str] = field(default_factory=dict)  # chunk id -> the name a hop added it for
+
+    def is_about_hop(self, hit: Hit) -> bool:
+        """Whether a passage was added by a hop for its document's own subject (the page of the
+        name looked up: "Boston, Lincolnshire" for Boston) or for the line items of a measure;
+        not one that merely mentions the name ("the main entrance" for Main)."""
+        cid = hit.chunk.id
+        if cid in self.line_items:
+            return True
+        name = self.looked_up.get(cid)
+        return name is not None and mentions(Entity(name, "name"), hit.chunk.title + " " + _file_name(hit))
 
     def __post_init__(self) -> None:
         if self.first < 0:
@@ -44,6 +55,10 @@ class Evidence:
     def mentioned(self, entity: Entity) -> bool:
         """Whether a passage of the evidence (or its document's title or file name) names `entity`."""
         return any(mentions(entity, context_of(h)) for h in self.hits)
+
+
+def _file_name(hit: Hit) -> str:
+    return hit.chunk.path.rsplit("/", 1)[-1]
 
 
 def _add(evidence: Evidence, found: list[Hit], wanted: Callable[[Hit], bool]) -> bool:
@@ -71,6 +86,7 @@ def gather(search: Search, question: str, k: int, pool_size: int, meanings: list
             continue
         if _add(evidence, search(f"{entity.text} {question}", 3), _mentioning(entity)):
             evidence.hops.append(entity.text)
+            evidence.looked_up[evidence.hits[-1].chunk.id] = entity.text
     if meanings:
         line_item_hop(search, question, evidence, meanings)
     return evidence
@@ -110,5 +126,6 @@ def bridge_hop(search: Search, question: str, evidence: Evidence, best_text: str
         other = lambda h, e=entity, d=docs: h.chunk.doc_id not in d and mentions(e, context_of(h))
         if _add(evidence, found, about) or _add(evidence, found, other):
             evidence.hops.append(name)
+            evidence.looked_up[evidence.hits[-1].chunk.id] = name
             added.append(evidence.hits[-1])
     return added
