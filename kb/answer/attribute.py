@@ -246,16 +246,14 @@ def link_bridge(
     page, and on "Zaheer Khan ... made their ODI debuts during the competition")."""
     cited = set(sentence.sentence.citations)
     for b in sentence.backing:
-        name = Entity(document_name(packed[b.n - 1]), "name")
-        if not content_terms(name.text) or mentions(name, question):
-            continue
+        backing = packed[b.n - 1]
         for c in top:
             hit = hits[c.n - 1]
             span = complete_span(hit.chunk.text, c.span)
             p = next((i for i, h in enumerate(packed, start=1) if h.chunk.id == hit.chunk.id), None)
-            if p is None or p in cited or hit.chunk.doc_id == packed[b.n - 1].chunk.doc_id:
+            if p is None or p in cited or hit.chunk.doc_id == backing.chunk.doc_id:
                 continue
-            if mentions(name, span.text):
+            if names_bridge_document(backing, span.text, question):
                 s = sentence.sentence
                 linked = Sentence(s.text, (*s.citations, p), s.supported, s.support)
                 return Attributed(linked, (*sentence.backing, Backing(p, span)), sentence.reason)

@@ -23,7 +23,7 @@ from kb.answer.rank import (
     supporting_sentences,
     term_weights,
 )
-from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather
+from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather, is_about
 from kb.answer.types import PARTIAL, Answer, Candidate, Sentence
 from kb.errors import ModelNotFound
 from kb.knowledge import KnowledgeBase
@@ -307,7 +307,7 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
     for e in evidence.names:
         # The document about the name ("Who is older, X or Y?": Y's page), even when the first
         # passage mentions Y in passing.
-        about = [h for h in hits if mentions(e, h.chunk.title + " " + h.chunk.path.rsplit("/", 1)[-1])]
+        about = [h for h in hits if is_about(h, e)]
         if about and not any(h.chunk.doc_id == first.chunk.doc_id for h in about):
             out.setdefault(about[0].chunk.doc_id, e.text)
             continue

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from kb.answer.entities import Entity
+from kb.answer.retrieve import is_about
 from kb.answer.types import Candidate
 from kb.guard import injection_spans
 from kb.retrieval import Hit
@@ -235,7 +237,7 @@ def second_witness(
         own = [c for c in ranked if hits[c.n - 1].chunk.doc_id == doc]
         # The best sentence stating the name; in a document about the name (its title or file
         # name), its best sentence, which may call it otherwise ("Ibn ʿArabī", "he").
-        about = bool(own) and _is_about(hits[own[0].n - 1], name)
+        about = bool(own) and is_about(hits[own[0].n - 1], Entity(name, "name"))
         pick = next((c for c in own if low in (c.reading or c.span.text).lower()), own[0] if about else None)
         if pick is not None:
             out.append(pick)
@@ -273,13 +275,6 @@ def figures_witness(
             out.append(c)
             seen.append(c.span.text)
     return out
-
-
-def _is_about(hit: Hit, name: str) -> bool:
-    """Whether the passage's document is about `name`: its title or file name says it."""
-    from kb.answer.entities import Entity, mentions
-
-    return mentions(Entity(name, "name"), hit.chunk.title + " " + hit.chunk.path.rsplit("/", 1)[-1])
 
 
 def _same_sentence(a: str, b: str) -> bool:

@@ -46,7 +46,7 @@ class Evidence:
         if cid in self.line_items:
             return True
         name = self.looked_up.get(cid)
-        return name is not None and mentions(Entity(name, "name"), hit.chunk.title + " " + _file_name(hit))
+        return name is not None and is_about(hit, Entity(name, "name"))
 
     def __post_init__(self) -> None:
         if self.first < 0:
@@ -57,8 +57,9 @@ class Evidence:
         return any(mentions(entity, context_of(h)) for h in self.hits)
 
 
-def _file_name(hit: Hit) -> str:
-    return hit.chunk.path.rsplit("/", 1)[-1]
+def is_about(hit: Hit, entity: Entity) -> bool:
+    """Whether the passage's document is about `entity`: its title or file name names it."""
+    return mentions(entity, hit.chunk.title + " " + hit.chunk.path.rsplit("/", 1)[-1])
 
 
 def _add(evidence: Evidence, found: list[Hit], wanted: Callable[[Hit], bool]) -> bool:
@@ -121,7 +122,7 @@ def bridge_hop(search: Search, question: str, evidence: Evidence, best_text: str
         found = search(f"{name} {question}", 5)
         # A passage whose document is about the name comes first ("Boston, Lincolnshire"), then
         # one that mentions it in another document.
-        about = lambda h, e=entity: mentions(e, h.chunk.title + " " + h.chunk.path.rsplit("/", 1)[-1])
+        about = lambda h, e=entity: is_about(h, e)
         docs = {h.chunk.doc_id for h in evidence.hits}
         other = lambda h, e=entity, d=docs: h.chunk.doc_id not in d and mentions(e, context_of(h))
         if _add(evidence, found, about) or _add(evidence, found, other):
