@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,15 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..
 class LLM(Protocol):
     """What answering and summarising need from a language model."""
 
-    name: str
-    n_ctx: int
+    @property
+    def name(self) -> str:
+        """A short name for the model (its file's stem)."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window, in tokens."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of `text`."""
@@ -120,6 +128,7 @@ class LlamaCppLLM:
         n_batch: int = 2048,
         gpu_layers: int = 0,
         flash_attn: bool = True,
+        prompt_cache: Path | None = None,
     ) -> None:
         self.path = path
         self.name = path.stem
@@ -141,6 +150,8 @@ class LlamaCppLLM:
         )
         self.n_ctx = self._llm.n_ctx()
         self.threads = self._llm.n_threads
+        self.prompt_cache = prompt_cache
+        self._formatter: Any = None
 
     def _start_timing(self) -> None:
         """Zero llama.cpp's own counters of prompt and generation time (see `_record_speed`)."""
@@ -175,25 +186,104 @@ class LlamaCppLLM:
         """The assistant's reply, generated with the model's own chat template."""
         parts: list[str] = []
         self._start_timing()
-        with _quiet_stderr():
-            stream = self._llm.create_chat_completion(
-                messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
-                max_tokens=max_tokens,
-                temperature=temperature,
-                top_k=1 if temperature == 0 else 40,
-                repeat_penalty=1.1,
-                stream=True,
-                stop=stop or [],
-            )
-            for event in stream:
-                delta: Any = event["choices"][0]["delta"]  # type: ignore[index]
-                piece = str(delta.get("content") or "")
-                if piece:
-                    parts.append(piece)
-                    if on_token:
-                        on_token(piece)
-        self._record_speed()
+        if self.prompt_cache is not None and self._llm.n_tokens == 0:
+            self._restore_system_prompt(messages)
+        try:
+            with _quiet_stderr():
+                stream = self._llm.create_chat_completion(
+                    messages=messages,  # type: ignore[arg-type]  # plain role/content dicts
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    top_k=1 if temperature == 0 else 40,
+                    repeat_penalty=1.1,
+                    stream=True,
+                    stop=stop or [],
+                )
+                for event in stream:
+                    delta: Any = event["choices"][0]["delta"]  # type: ignore[index]
+                    piece = str(delta.get("content") or "")
+                    if piece:
+                        parts.append(piece)
+                        if on_token:
+                            on_token(piece)  # may raise to stop the generation (kb.answer, kb serve)
+        finally:
+            self._record_speed()
         return "".join(parts)
+
+    def _system_prefix(self, messages: list[Message]) -> list[int] | None:
+        """The prompt's tokens up to the first user message's content (the chat template's start
+        and the system message, the same for every question), or None when there is none."""
+        if len(messages) < 2 or messages[0]["role"] != "system" or messages[1]["role"] != "user":
+            return None
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llm = self._llm
+            template = llm.metadata.get("tokenizer.chat_template")
+            if not template or llm.chat_format != "chat_template.default":
+                return None
+            eos, bos = llm.token_eos(), llm.token_bos()
+            text = llm._model.token_get_text
+            self._formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=text(eos) if eos != -1 else "",
+                bos_token=text(bos) if bos != -1 else "",
+                stop_token_ids=[eos],
+            )
+        result = self._formatter(messages=messages)
+        at = result.prompt.find(messages[1]["content"])
+        if at <= 0:
+            return None
+
+        def tokens(text: str) -> list[int]:
+            return list(self._llm.tokenize(text.encode("utf-8"), add_bos=not result.added_special, special=True))
+
+        prefix = tokens(result.prompt[:at])
+        return prefix if tokens(result.prompt)[: len(prefix)] == prefix else None
+
+    def _restore_system_prompt(self, messages: list[Message]) -> None:
+        """Load the model's state after the system prompt from the prompt cache, or compute it and
+        store it there: a new process then reads only the question and its passages.
+
+        The state is llama.cpp's KV cache of those tokens (about 1 MB for 100 tokens of a 0.5B
+        model), keyed by the model file, the context size and the tokens themselves.
+        """
+        import hashlib
+
+        import llama_cpp
+
+        prefix = self._system_prefix(messages)
+        if not prefix or self.prompt_cache is None:
+            return
+        st = self.path.stat()
+        key = hashlib.sha256(repr((st.st_size, int(st.st_mtime), self.n_ctx, prefix)).encode()).hexdigest()[:20]
+        file = self.prompt_cache / f"{self.path.stem}-{key}.kv"
+        ctx = self._llm._ctx.ctx
+        n = len(prefix)
+        out = (llama_cpp.llama_token * n)()
+        got = ctypes.c_size_t(0)
+        if file.is_file():
+            with _quiet_stderr():
+                read = llama_cpp.llama_state_seq_load_file(ctx, str(file).encode(), 0, out, n, ctypes.byref(got))
+            if read and got.value == n and list(out) == prefix:
+                self._llm.input_ids[:n] = prefix
+                self._llm.n_tokens = n
+                return
+            self._llm.reset()
+            llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        with _quiet_stderr():
+            self._llm.eval(prefix)
+        for i, token in enumerate(prefix):
+            out[i] = token
+        tmp = file.with_name(f"{file.name}.tmp{os.getpid()}")
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            if llama_cpp.llama_state_seq_save_file(ctx, str(tmp).encode(), 0, out, n):
+                os.replace(tmp, file)
+        except OSError:
+            pass  # a read-only cache: the next process computes the prefix again
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 CONVERSIONS = ("auto", "off", "f16", "q8_0")
@@ -269,9 +359,78 @@ def load_llm(settings) -> LlamaCppLLM:
     return _cached_llm(path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers)
 
 
+def load_llm_in_background(settings) -> LoadingLLM:
+    """`load_llm`, with the weights loaded in a background thread: the model file is found and
+    checked now (a missing or damaged model is reported at once), and the first use of the model
+    waits for the load. `kb ask` retrieves and ranks the evidence meanwhile, which takes about as
+    long as loading the model (docs/performance.md)."""
+    path = resolve_gguf(settings.llm_model)
+    path = converted_gguf(path, conversion_for(settings.llm_model, settings.llm_convert))
+    return LoadingLLM(
+        lambda: _cached_llm(path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers), path.stem
+    )
+
+
+class LoadingLLM:
+    """An LLM that is being loaded by a background thread; every use waits until it is loaded, and
+    raises what the load raised."""
+
+    def __init__(self, load: Callable[[], LLM], name: str) -> None:
+        self._name = name
+        self._llm: LLM | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, args=(load,), name="kb-llm-load", daemon=True)
+        self._thread.start()
+
+    def _load(self, load: Callable[[], LLM]) -> None:
+        try:
+            self._llm = load()
+        except BaseException as exc:  # re-raised in the thread that uses the model
+            self._error = exc
+
+    def get(self) -> LLM:
+        """The loaded model (waits for the load)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._llm is not None
+        return self._llm
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def n_ctx(self) -> int:
+        return self.get().n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return self.get().count_tokens(text)
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None,
+        stop: list[str] | None = None,
+    ) -> str:
+        return self.get().chat(messages, max_tokens=max_tokens, temperature=temperature, on_token=on_token, stop=stop)
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: int) -> LlamaCppLLM:
-    return LlamaCppLLM(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch, gpu_layers=gpu_layers)
+    from kb.config import model_cache_root
+
+    return LlamaCppLLM(
+        path,
+        n_ctx=n_ctx,
+        threads=threads,
+        n_batch=n_batch,
+        gpu_layers=gpu_layers,
+        prompt_cache=model_cache_root() / "prompts",
+    )
 
 
 class QuestionScorer:

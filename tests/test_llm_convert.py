@@ -78,3 +78,66 @@ def test_question_scorer_prefers_the_sentence_that_answers():
     assert gains[0] > gains[1] + 0.3 and gains[0] > 0
     assert all(np.isfinite(gains))
     assert scorer.gains([], question) == []
+
+
+MESSAGES = [
+    {"role": "system", "content": "You answer questions about company documents. Answer in one sentence."},
+    {
+        "role": "user",
+        "content": "Document 1:\nFull-time employees receive 28 days of paid annual leave per year.\n\n"
+        "Question: How many days of leave do employees get?",
+    },
+]
+
+
+def _prompt_tokens_read(llm: LlamaCppLLM) -> int:
+    import llama_cpp
+
+    return int(llama_cpp.llama_perf_context(llm._llm._ctx.ctx).n_p_eval)
+
+
+@pytest.mark.models
+def test_the_system_prompt_is_read_once_and_kept_for_the_next_process(tmp_path):
+    path = resolve_gguf("smollm2-135m")
+    plain = LlamaCppLLM(path, n_ctx=512, threads=2)
+    expected = plain.chat(MESSAGES, max_tokens=24)
+    full = _prompt_tokens_read(plain)
+    first = LlamaCppLLM(path, n_ctx=512, threads=2, prompt_cache=tmp_path)
+    assert first.chat(MESSAGES, max_tokens=24) == expected
+    assert len(list(tmp_path.glob("*.kv"))) == 1 and _prompt_tokens_read(first) == full
+    # A new instance (a new `kb ask`) starts from the stored state and reads only the rest.
+    second = LlamaCppLLM(path, n_ctx=512, threads=2, prompt_cache=tmp_path)
+    assert second.chat(MESSAGES, max_tokens=24) == expected
+    prefix = second._system_prefix(MESSAGES)
+    assert prefix and _prompt_tokens_read(second) == full - len(prefix)
+    # A damaged state file is recomputed, not trusted.
+    for f in tmp_path.glob("*.kv"):
+        f.write_bytes(b"not a state")
+    third = LlamaCppLLM(path, n_ctx=512, threads=2, prompt_cache=tmp_path)
+    assert third.chat(MESSAGES, max_tokens=24) == expected and _prompt_tokens_read(third) == full
+
+
+def test_a_model_loading_in_the_background_waits_and_reports_its_failure():
+    import threading
+
+    from kb.errors import ModelNotFound
+    from kb.llm import LoadingLLM
+    from tests.fakes import ScriptedLLM
+
+    gate = threading.Event()
+
+    def load() -> ScriptedLLM:
+        gate.wait(5)
+        return ScriptedLLM(["Twenty-eight days."], n_ctx=1024)
+
+    llm = LoadingLLM(load, "scripted")
+    assert llm.name == "scripted"  # known before the load ends
+    gate.set()
+    assert llm.n_ctx == 1024 and llm.chat([], max_tokens=8) == "Twenty-eight days."
+
+    def broken() -> ScriptedLLM:
+        raise ModelNotFound("m.gguf: llama.cpp cannot load this model")
+
+    failing = LoadingLLM(broken, "m")
+    with pytest.raises(ModelNotFound, match="cannot load"):
+        failing.count_tokens("x")
