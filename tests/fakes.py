@@ -7,6 +7,13 @@ from collections.abc import Callable
 import numpy as np
 
 from kb.embeddings import HashingEmbedder
+from kb.retrieval import Hit
+from kb.store import ChunkRow
+
+
+def make_hit(cid: int, doc: int, text: str, title: str = "") -> Hit:
+    """A retrieved passage of document `doc` (file /d/DOC.txt), without a store."""
+    return Hit(ChunkRow(cid, doc, f"/d/{doc}.txt", title, 0, text, 0, len(text), None, None, ()), 1.0, cid, dense=0.5)
 
 
 class FakeEmbedder(HashingEmbedder):

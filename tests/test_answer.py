@@ -19,7 +19,7 @@ from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.store import ChunkRow
 from kb.text import Span, split_sentences
-from tests.fakes import KeywordScorer, ScriptedLLM
+from tests.fakes import KeywordScorer, ScriptedLLM, make_hit
 
 LEAVE = (
     "Annual leave. Full-time employees receive 28 days of paid annual leave per year. Unused days expire on 31 March."
@@ -150,11 +150,6 @@ def test_verify_answer_flags_unsupported_sentences(kb):
     assert [s.supported for s in sentences] == [True, False]
 
 
-def _hit(cid: int, doc: int, text: str) -> Hit:
-    row = ChunkRow(cid, doc, f"/d/{doc}.txt", "", 0, text, 0, len(text), None, None, ())
-    return Hit(row, 1.0, cid)
-
-
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta")
 
 
@@ -164,7 +159,13 @@ def _cand(n: int, sim: float, text: str | None = None) -> Candidate:
 
 
 def test_supporting_sentences_come_from_other_passages_of_the_best_document():
-    hits = [_hit(1, 10, "a"), _hit(2, 20, "b"), _hit(3, 10, "c"), _hit(4, 10, "d"), _hit(5, 10, "e")]
+    hits = [
+        make_hit(1, 10, "a"),
+        make_hit(2, 20, "b"),
+        make_hit(3, 10, "c"),
+        make_hit(4, 10, "d"),
+        make_hit(5, 10, "e"),
+    ]
     ranked = [_cand(1, 0.80), _cand(1, 0.79), _cand(2, 0.78), _cand(3, 0.70), _cand(4, 0.50), _cand(5, 0.75)]
     chosen = supporting_sentences(ranked, hits, most=3)
     # Same passage again (n=1) and another document (n=2) are skipped; n=4 is too far below the
@@ -189,7 +190,7 @@ def test_claims_must_be_backed_in_one_place_and_not_be_questions():
         "Hotels in London are reimbursed up to EUR 180 per night. Breakfast is included in that rate. "
         "Meals are claimed separately. The policy was revised on 28 May."
     )
-    hits = [_hit(1, 10, passage)]
+    hits = [make_hit(1, 10, passage)]
     stitched = verify_answer("The maximum hotel price in London is EUR 28 per night [1].", hits)
     assert not stitched[0].supported  # 28 is in the passage, but not where the hotels are
     plain = verify_answer("The answer is: Hotels in London are reimbursed up to EUR 180 per night [1].", hits)
@@ -199,10 +200,10 @@ def test_claims_must_be_backed_in_one_place_and_not_be_questions():
 
 
 def test_document_margin_measures_how_far_the_best_document_stands_out():
-    lone = [_hit(1, 10, "a"), _hit(2, 10, "b")]
+    lone = [make_hit(1, 10, "a"), make_hit(2, 10, "b")]
     assert document_margin(lone) == 1.0  # no other document retrieved
-    rival = [Hit(_hit(1, 10, "a").chunk, 1.0, 1), Hit(_hit(2, 20, "b").chunk, 0.9, 2)]
-    clear = [Hit(_hit(1, 10, "a").chunk, 1.0, 1), Hit(_hit(2, 20, "b").chunk, 0.4, 2)]
+    rival = [Hit(make_hit(1, 10, "a").chunk, 1.0, 1), Hit(make_hit(2, 20, "b").chunk, 0.9, 2)]
+    clear = [Hit(make_hit(1, 10, "a").chunk, 1.0, 1), Hit(make_hit(2, 20, "b").chunk, 0.4, 2)]
     assert abs(document_margin(rival) - 0.1) < 1e-9 and abs(document_margin(clear) - 0.6) < 1e-9
     assert document_margin([]) == 0.0
     best = _cand(1, 0.7)
@@ -223,7 +224,7 @@ class _WordStore:
 def test_a_question_word_no_passage_holds_counts_a_quarter_against_coverage():
     passages = {1: "full-time employees get 30 days of annual leave per year", 2: "the canteen opens at noon"}
     store = _WordStore(passages)
-    hits = [_hit(1, 10, passages[1])]
+    hits = [make_hit(1, 10, passages[1])]
     # "vacation" is nowhere in the knowledge base: the embedder, not word overlap, judges it.
     paraphrase = question_coverage("How many vacation days per year?", hits, store, 2)  # type: ignore[arg-type]
     # "canteen" is in the knowledge base but not in the passage: it counts fully against.
@@ -235,7 +236,7 @@ def test_a_question_word_no_passage_holds_counts_a_quarter_against_coverage():
 
 
 def test_a_sentence_repeated_by_overlapping_chunks_is_quoted_once():
-    hits = [_hit(1, 10, "a"), _hit(2, 10, "b"), _hit(3, 10, "c")]
+    hits = [make_hit(1, 10, "a"), make_hit(2, 10, "b"), make_hit(3, 10, "c")]
     same = "The virus binds the receptor on the cell surface."
     ranked = [_cand(1, 0.9, same), _cand(2, 0.89, same), _cand(3, 0.8, "Another finding about the receptor.")]
     assert [c.n for c in supporting_sentences(ranked, hits, most=3)] == [1, 3]
@@ -254,7 +255,8 @@ def test_contents_lines_are_not_answer_candidates_but_quantities_are():
         "28 new jobs at Reliance plants\nReliance created 2,32,822 new jobs in the year."
     )
     texts = [
-        c.span.text for c in rank_sentences("How many new jobs did Reliance create?", [_hit(1, 10, contents)], _flat)
+        c.span.text
+        for c in rank_sentences("How many new jobs did Reliance create?", [make_hit(1, 10, contents)], _flat)
     ]
     assert "Reliance created 2,32,822 new jobs in the year." in texts
     assert "28 new jobs at Reliance plants" in texts  # a quantity, not a page number
@@ -263,7 +265,7 @@ def test_contents_lines_are_not_answer_candidates_but_quantities_are():
 
 def test_shared_rare_words_outweigh_common_ones_with_term_weights():
     passage = "The policy covers the whole company staff. Smoking breaks are counted as working time."
-    hits = [_hit(1, 10, passage)]
+    hits = [make_hit(1, 10, passage)]
     question = "What is the company policy on smoking breaks?"
     flat = rank_sentences(question, hits, _flat)
     assert flat[0].score == flat[1].score  # two shared words each
@@ -284,7 +286,7 @@ def test_an_answer_must_take_what_it_adds_from_the_best_ranked_sentences():
         "The response was studied in three cell lines. RoNi/7.1 cells showed an idiosyncratic interferon "
         "response. Vero cells lack the interferon genes."
     )
-    hits = [_hit(1, 10, passage)]
+    hits = [make_hit(1, 10, passage)]
     second = split_sentences(passage)[1]
     top = [Candidate(1, second, 0.9, 0.9)]
     question = "What cells demonstrate an idiosyncratic interferon response?"
@@ -312,7 +314,7 @@ def test_rerank_by_likelihood_reorders_only_the_head_and_reads_sentences_under_t
         _scored(3, "The drug of choice was discussed.", 0.7),
         _scored(4, "Choice of words matters.", 0.6),
     ]
-    hits = [_hit(n, n, c.span.text) for n, c in enumerate(ranked, start=1)]
+    hits = [make_hit(n, n, c.span.text) for n, c in enumerate(ranked, start=1)]
     hits[1] = Hit(replace(hits[1].chunk, heading_path=("Results", "Treatment table")), 1.0, 2)
     scorer = KeywordScorer("chloroquine", gain=0.5)
     out = rerank_by_likelihood("Which drug is the drug of choice?", ranked, hits, scorer, 3)
@@ -378,7 +380,7 @@ def test_a_claim_resting_on_two_passages_is_backed_by_both():
     # What neither passage holds is still dropped.
     _, none = attribute("Ferdi Taygan won Wimbledon in 1980, unlike Mahesh Bhupathi.", [noise, taygan, bhupathi])
     assert none == ()
-    hits = [_hit(i, i, t) for i, t in enumerate([noise, taygan, bhupathi], start=1)]
+    hits = [make_hit(i, i, t) for i, t in enumerate([noise, taygan, bhupathi], start=1)]
     question = "Who is older, Ferdi Taygan or Mahesh Bhupathi?"
     checked = check_answer(
         "Ferdi Taygan is older than Mahesh Bhupathi. Taygan was born in 1956 and Bhupathi in 1974.", hits, question
@@ -390,7 +392,7 @@ def test_a_claim_resting_on_two_passages_is_backed_by_both():
 def test_a_bare_yes_goes_with_the_sentence_that_backs_it():
     from kb.answer.attribute import check_answer
 
-    hits = [_hit(1, 1, "Both Letters to Cleo and Screaming Trees are American rock bands.")]
+    hits = [make_hit(1, 1, "Both Letters to Cleo and Screaming Trees are American rock bands.")]
     checked = check_answer(
         "Yes. Letters to Cleo and Screaming Trees are American rock bands.",
         hits,
@@ -450,7 +452,7 @@ def test_a_table_row_is_read_with_its_headers_and_a_wrong_name_is_not_backed():
 
 
 def test_a_table_question_is_answered_by_its_row_read_under_the_headers(fake_embedder):
-    hits = [_hit(1, 1, TABLE)]
+    hits = [make_hit(1, 1, TABLE)]
     ranked = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)
     assert all(not c.span.text.startswith("Destination |") for c in ranked)  # the header row is no answer
     best = ranked[0]
@@ -470,7 +472,7 @@ def test_reference_entries_and_links_are_no_answer_sentences():
 
 def test_a_row_of_named_values_is_shown_with_the_column_asked_about(fake_embedder):
     row = "Destination: Munich, Frankfurt, Hamburg; Per diem, full day: EUR 28; Hotel limit per night: EUR 170"
-    hits = [_hit(1, 1, "Per diems and hotel limits.\n\n" + row)]
+    hits = [make_hit(1, 1, "Per diems and hotel limits.\n\n" + row)]
     best = rank_sentences("What is the hotel limit per night in Munich?", hits, fake_embedder.embed)[0]
     assert (
         best.span.text == row
@@ -518,7 +520,7 @@ def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_emb
 def test_the_words_an_answer_repeats_from_the_question_weigh_half():
     from kb.answer.attribute import check_answer
 
-    hits = [_hit(1, 1, "Carry-over. Up to 5 days of unused leave may be carried over into the following year.")]
+    hits = [make_hit(1, 1, "Carry-over. Up to 5 days of unused leave may be carried over into the following year.")]
     question = "How many unused vacation days can I take with me into the next year?"
     checked = check_answer("You can take up to 5 unused vacation days into the next year.", hits, question)
     assert checked[0].sentence.supported  # "vacation", "take", "next" are the question's words
@@ -596,7 +598,7 @@ def test_a_second_witness_from_the_document_about_the_name_may_call_it_otherwise
     molly = "Molly married the writer and Irish nationalist Robert Erskine Childers."
     page = "Childers was born in London, England, and became an Irish nationalist."
     hits = [
-        _hit(1, 1, molly),
+        make_hit(1, 1, molly),
         Hit(ChunkRow(2, 2, "/d/Robert_Erskine_Childers.md", "", 0, page, 0, len(page), None, None, ()), 1.0, 2),
     ]
     ranked = [Candidate(1, Span(molly, 0, len(molly)), 0.9, 0.9), Candidate(2, Span(page, 0, len(page)), 0.6, 0.6)]

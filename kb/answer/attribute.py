@@ -116,7 +116,9 @@ def _runs(
             row = passage[start : len(passage) if end < 0 else end].rstrip()
             candidates.append((Span(row, start, start + len(row)), " | ".join(header) + "\n" + row))
     for span, text in candidates:
-        score = support(claim, text, RELATION_WORDS, check_numbers, echoed)
+        # A passage is read under its document's title and headings ("It was hosted by John
+        # Waters." on the page "18th Independent Spirit Awards").
+        score = support(claim, text + "\n" + context, RELATION_WORDS, check_numbers, echoed)
         if score > best[0] and _names_backed(names, text + "\n" + context):
             best = (score, span)
     return best
@@ -202,20 +204,46 @@ def check_answer(raw: str, hits: list[Hit], question: str = "") -> list[Attribut
         text = _FILLER.sub("", text).strip()
         if not text or not content_terms(text):
             continue
-        score, backing = attribute(text, passages, hints, contexts, question)
-        cites = tuple(b.n for b in backing)
-        reason = ""
-        if not backing or score < SUPPORT_THRESHOLD:
-            reason = "no passage holds it" if score < 0.3 else "the passages hold only part of it"
-            if any(unbacked_numbers(text, p) for p in passages) and not any(
-                not unbacked_numbers(text, p) for p in passages
-            ):
-                reason = "a number it states is in no passage"
-        elif not says_something(text, question):
-            reason = "it only restates the question"
-        supported = not reason
-        out.append(Attributed(Sentence(text, cites, supported, score), backing if supported else (), reason))
+        checked = _check(text, hints, passages, contexts, question)
+        main = main_clause(text)
+        if not checked.sentence.supported and main != text:
+            # "James Fieser received his B.A. from Berea College, which was founded in 1855.":
+            # the main clause holds on its own; the clause that nothing backs is dropped.
+            trimmed = _check(main, hints, passages, contexts, question)
+            checked = trimmed if trimmed.sentence.supported else checked
+        out.append(checked)
     return out
+
+
+# Where a sentence's main clause ends and an added clause begins: ", which ...", ", who ...".
+_ADDED_CLAUSE = re.compile(r",\s+(?:which|who|whose|where|while|making|although)\b", re.I)
+
+
+def main_clause(text: str) -> str:
+    """The sentence without a trailing added clause ("X is in Y, which was founded in 1855." ->
+    "X is in Y."); the sentence itself when it has none, or when too little would be left."""
+    m = _ADDED_CLAUSE.search(text)
+    if not m:
+        return text
+    main = text[: m.start()].rstrip(" ,;:")
+    return main + "." if len(content_terms(main)) >= 2 else text
+
+
+def _check(text: str, hints: list[int], passages: list[str], contexts: list[str], question: str) -> Attributed:
+    """One sentence of the answer attributed and judged (`check_answer`)."""
+    score, backing = attribute(text, passages, hints, contexts, question)
+    cites = tuple(b.n for b in backing)
+    reason = ""
+    if not backing or score < SUPPORT_THRESHOLD:
+        reason = "no passage holds it" if score < 0.3 else "the passages hold only part of it"
+        if any(unbacked_numbers(text, p) for p in passages) and not any(
+            not unbacked_numbers(text, p) for p in passages
+        ):
+            reason = "a number it states is in no passage"
+    elif not says_something(text, question):
+        reason = "it only restates the question"
+    supported = not reason
+    return Attributed(Sentence(text, cites, supported, score), backing if supported else (), reason)
 
 
 def document_name(hit: Hit) -> str:

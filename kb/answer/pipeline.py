@@ -9,8 +9,9 @@ from typing import Any
 
 from kb.answer.attribute import Attributed, Backing, check_answer, link_bridge, rests_on_top_sentence
 from kb.answer.compose import compose, refusal
+from kb.answer.entities import Entity, mentions
 from kb.answer.gate import MARGIN_POOL, PARTIAL_BAND, judge
-from kb.answer.generate import build_messages, is_dont_know, pack_evidence
+from kb.answer.generate import build_messages, excerpt, is_dont_know, pack_evidence
 from kb.answer.glossary import FINANCE, Term, terms_for
 from kb.answer.glossary import meanings as glossary_meanings
 from kb.answer.rank import (
@@ -29,10 +30,19 @@ from kb.errors import ModelNotFound
 from kb.knowledge import KnowledgeBase
 from kb.llm import LLM
 from kb.retrieval import Hit, Retriever
-from kb.text import Span
+from kb.text import Span, split_sentences
 
 TOP_SENTENCES = 3  # a model's answer must rest on one of the sentences ranked this high
 FIGURE_ROWS = 2  # most table rows an extractive answer quotes for the measures a question asks for
+MAX_SENTENCES = 3  # the model is asked for one to three sentences; generation stops when a fourth begins
+
+
+class _Enough(Exception):
+    """Raised from the token callback to stop generation; `at` is where the answer's text ends."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__(at)
+        self.at = at
 
 
 def _scorer_or_none(settings, warnings: list[str]) -> SentenceScorer | None:
@@ -67,6 +77,7 @@ class Answerer:
         partial_band: float = PARTIAL_BAND,
         max_answer_tokens: int = 256,
         evidence_tokens: int | None = None,
+        excerpt_sentences: int = 0,
         extractive_sentences: int = 3,
         temperature: float = 0.0,
         mode: str = "hybrid",
@@ -83,6 +94,7 @@ class Answerer:
         self.partial_band = partial_band
         self.max_answer_tokens = max_answer_tokens
         self.evidence_tokens = evidence_tokens
+        self.excerpt_sentences = excerpt_sentences
         self.extractive_sentences = extractive_sentences
         self.temperature = temperature
         self.mode = mode
@@ -91,23 +103,25 @@ class Answerer:
         self.hops = hops
         self.terms = terms
         self.warnings: list[str] = []  # said once, by the caller (the library never prints)
+        self._titles: tuple[int, list[tuple[int, str]]] | None = None  # (store generation, document titles)
 
     @classmethod
     def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False) -> Answerer:
         """An answerer over a knowledge base, configured by its settings (LLM loaded unless extractive)."""
-        from kb.llm import load_llm
+        from kb.llm import load_llm_in_background
 
         s = kb.settings
         rerank = 0 if extractive else s.rerank_sentences
         warnings: list[str] = []
         answerer = cls(
             Retriever(kb),
-            None if extractive else load_llm(s),
+            None if extractive else load_llm_in_background(s),
             top_k=s.top_k,
             min_relevance=s.min_relevance,
             min_answerability=s.min_answerability,
             max_answer_tokens=s.max_answer_tokens,
             evidence_tokens=s.evidence_tokens,
+            excerpt_sentences=s.excerpt_sentences,
             extractive_sentences=s.extractive_sentences,
             temperature=s.temperature,
             mode=s.search_mode,
@@ -136,15 +150,27 @@ class Answerer:
         t0 = time.perf_counter()
         only: dict[str, Any] = {} if allow is None else {"allow": allow}
         search = lambda q, k: self.retriever.search(q, k, self.mode, **only)
+        visible = None if allow is None else set(allow)
+        search_in = lambda q, k, docs: self.retriever.search(
+            q, k, self.mode, allow=docs if visible is None else docs & visible
+        )
         meanings = glossary_meanings(question, self.terms)
         if self.hops:
-            evidence = gather(search, question, self.top_k, MARGIN_POOL, meanings)
+            evidence = gather(search, question, self.top_k, MARGIN_POOL, meanings, self._documents_about, search_in)
         else:
             evidence = _plain(search, question, self)
         answer = self._answer(question, evidence, search, t0, extractive, on_token, on_sentence)
         answer.retrieved = [h.chunk.id for h in evidence.hits]
         answer.hops = list(evidence.hops)
         return answer
+
+    def _documents_about(self, entity: Entity) -> set[int]:
+        """Ids of the documents whose title or file name names `entity` (`kb.answer.retrieve.route`)."""
+        store = self.retriever.kb.store
+        if self._titles is None or self._titles[0] != store.generation():
+            titles = [(d.id, f"{d.title} {d.path.rsplit('/', 1)[-1]}") for d in store.documents()]
+            self._titles = (store.generation(), titles)
+        return {doc for doc, title in self._titles[1] if mentions(entity, title)}
 
     def _answer(
         self,
@@ -220,27 +246,49 @@ class Answerer:
         # what the first passages lack.
         top = ranked[:TOP_SENTENCES] + best_of_hops(ranked[TOP_SENTENCES:], evidence)
         order = list(dict.fromkeys([c.n for c in top] + list(range(1, len(hits) + 1))))
+        shown: dict[int, str] = {}
+        if self.excerpt_sentences:
+            # The model reads the best sentences in their surroundings, not every passage whole.
+            keep: dict[int, set[int]] = {}
+            for c in top + ranked[: self.excerpt_sentences]:
+                keep.setdefault(c.n, set()).add(c.span.start)
+            seen: dict[str, set[str]] = {}
+            for n in order:
+                chunk = hits[n - 1].chunk
+                if n in keep:
+                    shown[chunk.id] = excerpt(chunk.text, keep[n], seen=seen.setdefault(chunk.path, set()))
+            order = [n for n in order if shown.get(hits[n - 1].chunk.id)]
         packed = pack_evidence(
-            question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens
+            question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens, shown
         )
         t1 = time.perf_counter()
         first: list[float] = []
         stream = _SentenceStream(question, packed, hits, top, on_sentence)
 
+        pieces: list[str] = []
+
         def token(piece: str) -> None:
             if not first:
                 first.append(time.perf_counter() - t1)
+            pieces.append(piece)
+            units = split_sentences("".join(pieces))
+            if len(units) > MAX_SENTENCES:
+                raise _Enough(units[MAX_SENTENCES].start)
             if on_token:
                 on_token(piece)
             stream.feed(piece)
 
-        raw = self.llm.chat(
-            build_messages(question, packed),
-            max_tokens=self.max_answer_tokens,
-            temperature=self.temperature,
-            on_token=token,
-            stop=["\nQuestion:", "\n\n\n", "<<<"],
-        )
+        try:
+            raw = self.llm.chat(
+                build_messages(question, packed, shown),
+                max_tokens=self.max_answer_tokens,
+                temperature=self.temperature,
+                on_token=token,
+                stop=["\nQuestion:", "\n\n\n", "<<<"],
+            )
+        except _Enough as enough:
+            # The answer was asked for in one to three sentences: a fourth is not waited for.
+            raw = "".join(pieces)[: enough.at].rstrip()
         timings["generate"] = time.perf_counter() - t1
         if first:
             timings["first_token"] = first[0]

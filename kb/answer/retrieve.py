@@ -17,6 +17,9 @@ from kb.answer.entities import Entity, bridge_entities, extract_entities, mentio
 from kb.retrieval import Hit
 
 Search = Callable[[str, int], list[Hit]]
+SearchIn = Callable[[str, int, set[int]], list[Hit]]  # a search among the given documents only
+ROUTE_MOST_DOCUMENTS = 10  # a name that more documents are about than this is no route
+ROUTED = 2  # passages the question's search adds from the documents about a name it misses
 
 
 def context_of(hit: Hit) -> str:
@@ -37,6 +40,7 @@ class Evidence:
     meanings: list[str] = field(default_factory=list)  # the line-item words the question's measures are read as
     line_items: set[int] = field(default_factory=set)  # chunk ids that `line_item_hop` added
     looked_up: dict[int, str] = field(default_factory=dict)  # chunk id -> the name a hop added it for
+    routed: set[int] = field(default_factory=set)  # ids of the documents about a name that `route` searched
 
     def is_about_hop(self, hit: Hit) -> bool:
         """Whether a passage was added by a hop for its document's own subject (the page of the
@@ -75,13 +79,28 @@ def _mentioning(entity: Entity) -> Callable[[Hit], bool]:
     return lambda h: mentions(entity, context_of(h))
 
 
-def gather(search: Search, question: str, k: int, pool_size: int, meanings: list[str] | None = None) -> Evidence:
-    """The `k` best passages for the question, plus one for each name of the question that none
-    of them mentions (searched for by the name and the question together), plus the passages
-    that hold the line items of the measures the question asks for (`meanings`, see
-    `line_item_hop`)."""
+def gather(
+    search: Search,
+    question: str,
+    k: int,
+    pool_size: int,
+    meanings: list[str] | None = None,
+    about: Callable[[Entity], set[int]] | None = None,
+    search_in: SearchIn | None = None,
+) -> Evidence:
+    """The `k` best passages for the question, plus the question's own search among the
+    documents about a name of it that none of them comes from (`route`, when `about` and
+    `search_in` are given), plus one for each name of the question that none of them mentions
+    (searched for by the name and the question together), plus the passages that hold the line
+    items of the measures the question asks for (`meanings`, see `line_item_hop`)."""
     pool = search(question, max(k, pool_size))
-    evidence = Evidence(list(pool[:k]), pool, extract_entities(question))
+    names = extract_entities(question)
+    hits = list(pool[:k])
+    routed: set[int] = set()
+    if about is not None and search_in is not None:
+        hits, routed = route(search_in, question, hits, names, about)
+    evidence = Evidence(hits, pool, names)
+    evidence.routed = routed
     for entity in evidence.names:
         if evidence.mentioned(entity):
             continue
@@ -89,20 +108,66 @@ def gather(search: Search, question: str, k: int, pool_size: int, meanings: list
             evidence.hops.append(entity.text)
             evidence.looked_up[evidence.hits[-1].chunk.id] = entity.text
     if meanings:
-        line_item_hop(search, question, evidence, meanings)
+        line_item_hop(search, question, evidence, meanings, search_in=search_in)
     return evidence
 
 
-def line_item_hop(search: Search, question: str, evidence: Evidence, meanings: list[str], each: int = 2) -> list[Hit]:
+def route(
+    search_in: SearchIn, question: str, hits: list[Hit], names: list[Entity], about: Callable[[Entity], set[int]]
+) -> tuple[list[Hit], set[int]]:
+    """The hits with the best passages of the question's own search among the documents about a
+    name of the question added; and the ids of those documents.
+
+    A question that names its subject ("Roughly how many times has JnJ sold its inventory in
+    FY2022?") is about the documents whose title or file name names it (JOHNSON_JOHNSON_2022_10K).
+    When the search found none of them (its words matched another company's filing better), their
+    passages come first, and what else it found is kept only where it names a name of the
+    question. A name that many documents are about (a company name on every page of an intranet)
+    routes nothing.
+    """
+    routed: set[int] = set()
+    missed = False
+    for entity in names:
+        docs = about(entity)
+        if not docs or len(docs) > ROUTE_MOST_DOCUMENTS:
+            continue
+        routed |= docs
+        have = {h.chunk.id for h in hits}
+        found = [h for h in search_in(question, ROUTED + len(have), docs) if h.chunk.id not in have][:ROUTED]
+        if any(h.chunk.doc_id in docs for h in hits):
+            hits = hits + found
+        else:
+            hits, missed = found + hits, missed or bool(found)
+    if missed:
+        hits = [h for h in hits if h.chunk.doc_id in routed or any(mentions(e, context_of(h)) for e in names)]
+    return hits, routed
+
+
+def line_item_hop(
+    search: Search,
+    question: str,
+    evidence: Evidence,
+    meanings: list[str],
+    each: int = 2,
+    search_in: SearchIn | None = None,
+) -> list[Hit]:
     """Passages for the question read with the words of its measures (kb.answer.glossary: "operating
     margin" -> operating income, total revenue), `each` per measure, from the documents already in
     the evidence when they hold any, appended to the evidence; returns them. The statement table
     that holds the figures rarely shares the question's words."""
-    found = search(" ".join([question, *meanings]), 2 * each * len(meanings) + len(evidence.hits))
+    query, most = " ".join([question, *meanings]), 2 * each * len(meanings) + len(evidence.hits)
+    found = search(query, most)
     have = {h.chunk.id for h in evidence.hits}
+    if (
+        evidence.routed
+        and search_in
+        and not any(h.chunk.doc_id in evidence.routed for h in found if h.chunk.id not in have)
+    ):
+        found = search_in(query, most, evidence.routed)  # the named company's own tables, not another's
     # The figures of the documents the question's own search found (the company it names), when
-    # they hold any: another filing's table lists the same line items.
-    docs = {h.chunk.doc_id for h in evidence.hits}
+    # they hold any: another filing's table lists the same line items. Documents about a name of
+    # the question (`route`) come before the rest.
+    docs = evidence.routed or {h.chunk.doc_id for h in evidence.hits}
     new = [h for h in found if h.chunk.id not in have]
     added = ([h for h in new if h.chunk.doc_id in docs] or new)[: each * len(meanings)]
     if added:

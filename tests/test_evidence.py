@@ -1,0 +1,162 @@
+"""What the model reads, where the evidence comes from, and what a sentence is checked against:
+excerpts of the passages around the best sentences, the question's search routed to the
+documents about a name it asks about, and a passage read under its document's title."""
+
+from __future__ import annotations
+
+import pytest
+
+from kb.answer import Answerer
+from kb.answer.attribute import check_answer, main_clause
+from kb.answer.entities import Entity
+from kb.answer.generate import excerpt
+from kb.answer.retrieve import ROUTED, route
+from kb.indexer import ingest
+from kb.knowledge import KnowledgeBase
+from kb.retrieval import Hit, Retriever
+from kb.text import split_sentences
+from tests.fakes import ScriptedLLM, make_hit
+
+TEXT = "Alpha is first. Beta is second. Gamma is third. Delta is fourth. Epsilon is fifth."
+TABLE = "Limits by city.\nCity | Hotel limit\nBerlin | EUR 130\nMunich | EUR 170\nRome | EUR 150\nAsk the desk."
+
+
+def _start(text: str, sentence: str) -> int:
+    return next(sp.start for sp in split_sentences(text) if sp.text.startswith(sentence))
+
+
+def test_excerpt_keeps_the_sentence_and_its_neighbours_and_marks_the_cuts():
+    assert excerpt(TEXT, {_start(TEXT, "Gamma")}) == "… Beta is second. Gamma is third. Delta is fourth. …"
+    assert excerpt(TEXT, {_start(TEXT, "Alpha")}, around=0) == "Alpha is first. …"
+    two = excerpt(TEXT, {_start(TEXT, "Alpha"), _start(TEXT, "Epsilon")}, around=0)
+    assert two == "Alpha is first.\n…\nEpsilon is fifth."
+    assert excerpt(TEXT, {_start(TEXT, "Beta"), _start(TEXT, "Delta")}) == TEXT  # nothing cut
+
+
+def test_excerpt_reads_a_table_row_under_its_header_row():
+    shown = excerpt(TABLE, {_start(TABLE, "Rome")}, around=0)
+    assert shown.splitlines() == ["… City | Hotel limit", "…", "Rome | EUR 150 …"]
+
+
+def test_excerpt_leaves_out_what_an_earlier_excerpt_showed():
+    seen: set[str] = set()
+    first = excerpt(TEXT, {_start(TEXT, "Beta")}, seen=seen)
+    assert "Gamma is third." in first
+    # An overlapping passage of the same document repeats "Gamma is third."
+    overlap = "Gamma is third. Delta is fourth. Zeta is sixth."
+    assert excerpt(overlap, {_start(overlap, "Delta")}, seen=seen) == "… Delta is fourth. Zeta is sixth."
+    assert excerpt(overlap, {_start(overlap, "Gamma")}, around=0, seen=seen) == ""
+
+
+@pytest.fixture
+def kb(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    # The other company's filing shares the question's words; the named company's does not.
+    (folder / "OTHER_CO_2022.txt").write_text(
+        "How many widgets did the company sell in 2022? The company sold widgets, many widgets, to customers."
+    )
+    (folder / "JOHNSON_JOHNSON_2022.txt").write_text("Units shipped in fiscal 2022 were 5,000 gadgets in total.")
+    (folder / "leave.txt").write_text(
+        "Annual leave. Full-time employees receive 28 days of paid annual leave per year."
+    )
+    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
+        ingest(base, [folder], isolate=False)
+        yield base
+
+
+def test_a_named_subject_routes_the_search_to_its_documents(kb):
+    question = "How many widgets did JnJ sell in 2022?"
+    llm = ScriptedLLM(["JnJ shipped 5,000 gadgets in fiscal 2022."])
+    answerer = Answerer(Retriever(kb), llm, top_k=1, min_relevance=0.0, min_answerability=0.0)
+    first = answerer.retriever.search(question, 1)
+    assert first[0].chunk.path.endswith("OTHER_CO_2022.txt")  # the question's words match the other filing
+    ans = answerer.ask(question)
+    paths = {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources}
+    assert "JOHNSON_JOHNSON_2022.txt" in paths
+    assert "5,000 gadgets" in llm.prompts[0][1]["content"]
+
+
+def test_a_routed_search_stays_inside_the_documents_the_caller_may_see(kb):
+    docs = {d.path.rsplit("/", 1)[-1]: d.id for d in kb.store.documents()}
+    answerer = Answerer(Retriever(kb), None, top_k=1, min_relevance=0.0, min_answerability=0.0)
+    allow = {docs["OTHER_CO_2022.txt"], docs["leave.txt"]}
+    ans = answerer.ask("How many widgets did JnJ sell in 2022?", extractive=True, allow=allow)
+    seen = {c.doc_id for c in kb.store.chunks(ans.retrieved).values()}
+    assert seen and seen <= allow
+
+
+def test_route_adds_the_named_documents_passages_first_or_after_and_skips_common_names():
+    other, named = (
+        make_hit(1, 10, "other"),
+        [make_hit(2, 20, "named a"), make_hit(3, 20, "named b"), make_hit(4, 20, "named c")],
+    )
+    asked: list[set[int]] = []
+
+    def search_in(q: str, k: int, docs: set[int]) -> list[Hit]:
+        asked.append(docs)
+        return named[:k]
+
+    acme = Entity("Acme", "name")
+    hits, routed = route(search_in, "q", [other], [acme], lambda e: {20})
+    assert routed == {20} and asked == [{20}]
+    # None of the hits came from its documents: their passages go first, and another document's
+    # passage stays only when it names Acme.
+    assert hits == named[:ROUTED]
+    partner = make_hit(5, 30, "Acme and Globex signed the agreement.")
+    assert route(search_in, "q", [other, partner], [acme], lambda e: {20})[0] == [*named[:ROUTED], partner]
+    # One of them was found: the rest are added after what the search found.
+    hits, _ = route(search_in, "q", [named[0], other], [acme], lambda e: {20})
+    assert hits == [named[0], other, *named[1 : 1 + ROUTED]]
+    hits, routed = route(search_in, "q", [other], [acme], lambda e: set(range(100)))
+    assert hits == [other] and routed == set()  # a name most documents are about routes nothing
+
+
+Q_FIESER = "James Fieser received his B.A. from what liberal arts college?"
+FIESER = "James Fieser is professor of philosophy. He received his B.A. from Berea College in 1976."
+
+
+def test_a_sentence_keeps_its_main_clause_when_only_its_added_clause_is_unbacked():
+    hits = [make_hit(1, 1, FIESER)]
+    (kept,) = check_answer(
+        "James Fieser received his B.A. from Berea College, which was founded in 1855.", hits, Q_FIESER
+    )
+    assert kept.sentence.supported and kept.sentence.text == "James Fieser received his B.A. from Berea College."
+    (wrong,) = check_answer("James Fieser received his B.A. from Yale, which is in Connecticut.", hits, Q_FIESER)
+    assert not wrong.sentence.supported  # the main clause itself is not backed
+    assert main_clause("Berea, which was founded in 1855.") == "Berea, which was founded in 1855."  # too little left
+
+
+def test_a_passage_is_read_under_its_documents_title():
+    text = "The awards were announced on March 22, 2003. It was hosted by John Waters."
+    question = "Which film director hosted the Independent Spirit Awards in 2003?"
+    claim = "John Waters hosted the 18th Independent Spirit Awards."
+    (right,) = check_answer(claim, [make_hit(1, 1, text, title="18th Independent Spirit Awards")], question)
+    assert right.sentence.supported and right.sentence.citations == (1,)
+    (other,) = check_answer(claim, [make_hit(1, 1, text, title="28th Independent Spirit Awards")], question)
+    assert not other.sentence.supported  # "18th" is on no page it was read from
+
+
+def test_the_model_reads_an_excerpt_and_its_answer_is_verified_against_the_passage(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    filler = " ".join(f"Rule {w} concerns item {w} only." for w in NAMES)
+    passage = f"Office rules. {filler} The canteen serves lunch from noon. {filler.replace('Rule', 'Note')}"
+    (folder / "rules.txt").write_text(passage)
+    with KnowledgeBase(
+        settings.with_overrides(chunk_tokens=250, chunk_overlap=0), embedder=fake_embedder, write=True
+    ) as base:
+        ingest(base, [folder], isolate=False)
+        llm = ScriptedLLM(["The canteen serves lunch from noon."])
+        answerer = Answerer(
+            Retriever(base), llm, top_k=1, min_relevance=0.0, min_answerability=0.0, excerpt_sentences=1
+        )
+        ans = answerer.ask("When does the canteen serve lunch?")
+    shown = llm.prompts[0][1]["content"]
+    assert "The canteen serves lunch from noon." in shown and "…" in shown
+    assert len(shown) < len(passage) / 2  # the best sentences and their neighbours, not the passage
+    assert ans.mode == "generative" and ans.sources[0].quote is not None
+    assert "canteen" in ans.sources[0].quote.text
+
+
+NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
