@@ -91,15 +91,16 @@ def test_route_adds_the_named_documents_passages_first_or_after_and_skips_common
         make_hit(1, 10, "other"),
         [make_hit(2, 20, "named a"), make_hit(3, 20, "named b"), make_hit(4, 20, "named c")],
     )
-    asked: list[set[int]] = []
+    asked: list[tuple[str, set[int]]] = []
 
     def search_in(q: str, k: int, docs: set[int]) -> list[Hit]:
-        asked.append(docs)
+        asked.append((" ".join(q.split()), docs))
         return named[:k]
 
     acme = Entity("Acme", "name")
-    hits, routed = route(search_in, "q", [other], [acme], lambda e: {20})
-    assert routed == {20} and asked == [{20}]
+    hits, routed = route(search_in, "How did Acme's revenue grow?", [other], [acme], lambda e: {20})
+    # Searched among Acme's documents without the name, which every passage of them implies.
+    assert routed == {20} and asked == [("How did revenue grow?", {20})]
     # None of the hits came from its documents: their passages go first, and another document's
     # passage stays only when it names Acme.
     assert hits == named[:ROUTED]

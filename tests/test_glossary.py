@@ -106,3 +106,26 @@ def test_an_extractive_answer_quotes_the_figures_of_the_measure(settings, fake_e
     assert "margin" in answer.sources[0].quote.text
     rows = [s.quote.text for s in answer.sources[1:]]
     assert any(r.startswith(("Operating income 6,098", "Total revenue 17,606")) for r in rows), rows
+
+
+def test_the_rows_naming_a_whole_line_item_are_quoted_before_rows_sharing_its_words():
+    from kb.answer.rank import figures_witness
+    from kb.answer.types import Candidate
+    from kb.text import split_sentences
+    from tests.fakes import make_hit
+
+    prose = make_hit(1, 7, "Our operating margin declined in fiscal 2022.")
+    table = make_hit(
+        2,
+        7,
+        "Total liabilities and stockholders' equity 27,165 27,241\n"
+        "Total current liabilities 8,128 8,325\nOperating income 6,098 6,475\nTotal revenue 17,606 15,785",
+    )
+    hits = [prose, table]
+    spans = split_sentences(table.chunk.text)
+    ranked = [Candidate(1, split_sentences(prose.chunk.text)[0], 0.9, 0.9)] + [
+        Candidate(2, sp, 0.5 - i / 10, 0.5) for i, sp in enumerate(spans)
+    ]
+    meanings = ["operating income total revenue net sales consolidated statements of income operations"]
+    picked = figures_witness(ranked, hits, ranked[:1], {2}, meanings, 2)
+    assert [c.span.text for c in picked] == ["Operating income 6,098 6,475", "Total revenue 17,606 15,785"]

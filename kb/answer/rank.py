@@ -3,6 +3,7 @@ the sentences an extractive answer quotes."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable
@@ -256,6 +257,9 @@ def figures_witness(
     The question's own words rank the prose that discusses the measure; the figures it is computed
     from are in the statement table, which an extractive answer would otherwise never quote."""
     wanted = content_terms(" ".join(meanings))
+    # A line item is a phrase ("operating income", "total revenue"): a row naming one whole comes
+    # before a row that shares single words with several ("Total liabilities and equity").
+    phrases = {" ".join(pair) for m in meanings for pair in itertools.pairwise(_words(m))}
     seen = [x.span.text for x in chosen]
     doc = hits[chosen[0].n - 1].chunk.doc_id if chosen else None
     scored = []
@@ -266,15 +270,21 @@ def figures_witness(
             continue
         named = len(content_terms(text) & wanted)
         if named:
-            scored.append((-named, i, c))
+            joined = " ".join(_words(text))
+            whole = sum(1 for p in phrases if re.search(rf"\b{p}\b", joined))
+            scored.append((-whole, -named, i, c))
     out: list[Candidate] = []
-    for _, _, c in sorted(scored, key=lambda t: t[:2]):
+    for *_, c in sorted(scored, key=lambda t: t[:3]):
         if len(out) >= most:
             break
         if all(not _same_sentence(c.span.text, t) for t in seen):
             out.append(c)
             seen.append(c.span.text)
     return out
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z]+", text.lower())
 
 
 def _same_sentence(a: str, b: str) -> bool:

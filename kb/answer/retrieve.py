@@ -10,6 +10,7 @@ single search misses.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -133,7 +134,10 @@ def route(
             continue
         routed |= docs
         have = {h.chunk.id for h in hits}
-        found = [h for h in search_in(question, ROUTED + len(have), docs) if h.chunk.id not in have][:ROUTED]
+        # Within its own documents the name says nothing, and keyword search would favour the
+        # passages that spell it ("www.jnj.com") over the ones that answer.
+        asked = re.sub(rf"(?i)\b{re.escape(entity.text)}(?:'s|’s)?(?!\w)", " ", question)
+        found = [h for h in search_in(asked, ROUTED + len(have), docs) if h.chunk.id not in have][:ROUTED]
         if any(h.chunk.doc_id in docs for h in hits):
             hits = hits + found
         else:
