@@ -48,3 +48,25 @@ def fake_embedder():
     from tests.fakes import FakeEmbedder
 
     return FakeEmbedder()
+
+
+@pytest.fixture
+def kb_of(settings, fake_embedder, tmp_path):
+    """A knowledge base of files: `with kb_of({"leave.txt": "..."}) as base:` writes them to a folder
+    of tmp_path and ingests them with the fake embedder (settings overridden by keywords)."""
+    from contextlib import contextmanager
+
+    from kb.indexer import ingest
+    from kb.knowledge import KnowledgeBase
+
+    @contextmanager
+    def make(files: dict[str, str], **overrides):
+        folder = tmp_path / "docs"
+        folder.mkdir(exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text)
+        with KnowledgeBase(settings.with_overrides(**overrides), embedder=fake_embedder, write=True) as base:
+            ingest(base, [folder], isolate=False)
+            yield base
+
+    return make

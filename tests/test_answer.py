@@ -14,8 +14,6 @@ from kb.answer.gate import ABSENT_WORD_WEIGHT, answerability, document_margin, q
 from kb.answer.generate import build_messages, format_source, pack_evidence
 from kb.answer.rank import rank_sentences, rerank_by_likelihood, supporting_sentences
 from kb.guard import PLACEHOLDER, injection_spans
-from kb.indexer import ingest
-from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.store import ChunkRow
 from kb.text import Span, split_sentences
@@ -34,14 +32,8 @@ INJECT = (
 
 
 @pytest.fixture
-def kb(settings, fake_embedder, tmp_path):
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "leave.txt").write_text(LEAVE)
-    (folder / "travel.txt").write_text(TRAVEL)
-    (folder / "office.txt").write_text(INJECT)
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+def kb(kb_of):
+    with kb_of({"leave.txt": LEAVE, "travel.txt": TRAVEL, "office.txt": INJECT}) as base:
         yield base
 
 
@@ -495,21 +487,15 @@ def test_a_name_that_anchors_the_evidence_is_reported(kb, tmp_path):
     assert ans.signals["names_anchored"] == ["Full-time"] and 0.0 <= ans.signals["name_specificity"] <= 1.0
 
 
-def test_a_question_of_two_names_quotes_a_sentence_about_each(settings, fake_embedder, tmp_path):
-    folder = tmp_path / "people"
-    folder.mkdir()
-    (folder / "Ferdi_Taygan.md").write_text(
-        "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis player "
-        "from the United States."
-    )
-    (folder / "Mahesh_Bhupathi.md").write_text(
-        "# Mahesh Bhupathi\n\nMahesh Bhupathi (born 7 June 1974) is a retired Indian professional tennis player."
-    )
-    (folder / "Davis_Cup.md").write_text(
-        "# Davis Cup\n\nThe Davis Cup is the premier international team event in men's tennis."
-    )
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+def test_a_question_of_two_names_quotes_a_sentence_about_each(kb_of):
+    files = {
+        "Ferdi_Taygan.md": "# Ferdi Taygan\n\nFerdi Taygan (born December 5, 1956) is a former professional tennis "
+        "player from the United States.",
+        "Mahesh_Bhupathi.md": "# Mahesh Bhupathi\n\nMahesh Bhupathi (born 7 June 1974) is a retired Indian "
+        "professional tennis player.",
+        "Davis_Cup.md": "# Davis Cup\n\nThe Davis Cup is the premier international team event in men's tennis.",
+    }
+    with kb_of(files) as base:
         answerer = Answerer(Retriever(base), None, top_k=2, min_relevance=0.0, min_answerability=0.0)
         ans = answerer.ask("Who is older, Ferdi Taygan or Mahesh Bhupathi?", extractive=True)
     cited = {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources}
@@ -535,15 +521,10 @@ KIRTON = (
 BOSTON = "Boston. Boston is a town and port in Lincolnshire, England. Its population was 35,124 in 2001."
 
 
-def test_an_answer_from_the_bridge_passage_is_kept_and_cites_both(settings, fake_embedder, tmp_path):
+def test_an_answer_from_the_bridge_passage_is_kept_and_cites_both(kb_of):
     # The first search finds the hamlet; the second hop finds the town it names, whose sentence
     # ranks below the hamlet's for the question's words but holds the answer.
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "kirton_end.txt").write_text(KIRTON)
-    (folder / "boston.txt").write_text(BOSTON)
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+    with kb_of({"kirton_end.txt": KIRTON, "boston.txt": BOSTON}) as base:
         llm = ScriptedLLM(
             ["The population of Boston was 35,124 in 2001.", "The population of Boston was 41,000 in 2001."]
         )

@@ -11,8 +11,6 @@ from kb.answer.attribute import check_answer, main_clause
 from kb.answer.entities import Entity
 from kb.answer.generate import excerpt
 from kb.answer.retrieve import ROUTED, route
-from kb.indexer import ingest
-from kb.knowledge import KnowledgeBase
 from kb.retrieval import Hit, Retriever
 from kb.text import split_sentences
 from tests.fakes import ScriptedLLM, make_hit
@@ -49,19 +47,15 @@ def test_excerpt_leaves_out_what_an_earlier_excerpt_showed():
 
 
 @pytest.fixture
-def kb(settings, fake_embedder, tmp_path):
-    folder = tmp_path / "docs"
-    folder.mkdir()
+def kb(kb_of):
     # The other company's filing shares the question's words; the named company's does not.
-    (folder / "OTHER_CO_2022.txt").write_text(
-        "How many widgets did the company sell in 2022? The company sold widgets, many widgets, to customers."
-    )
-    (folder / "JOHNSON_JOHNSON_2022.txt").write_text("Units shipped in fiscal 2022 were 5,000 gadgets in total.")
-    (folder / "leave.txt").write_text(
-        "Annual leave. Full-time employees receive 28 days of paid annual leave per year."
-    )
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+    files = {
+        "OTHER_CO_2022.txt": "How many widgets did the company sell in 2022? The company sold widgets, many "
+        "widgets, to customers.",
+        "JOHNSON_JOHNSON_2022.txt": "Units shipped in fiscal 2022 were 5,000 gadgets in total.",
+        "leave.txt": "Annual leave. Full-time employees receive 28 days of paid annual leave per year.",
+    }
+    with kb_of(files) as base:
         yield base
 
 
@@ -138,16 +132,10 @@ def test_a_passage_is_read_under_its_documents_title():
     assert not other.sentence.supported  # "18th" is on no page it was read from
 
 
-def test_the_model_reads_an_excerpt_and_its_answer_is_verified_against_the_passage(settings, fake_embedder, tmp_path):
-    folder = tmp_path / "docs"
-    folder.mkdir()
+def test_the_model_reads_an_excerpt_and_its_answer_is_verified_against_the_passage(kb_of):
     filler = " ".join(f"Rule {w} concerns item {w} only." for w in NAMES)
     passage = f"Office rules. {filler} The canteen serves lunch from noon. {filler.replace('Rule', 'Note')}"
-    (folder / "rules.txt").write_text(passage)
-    with KnowledgeBase(
-        settings.with_overrides(chunk_tokens=250, chunk_overlap=0), embedder=fake_embedder, write=True
-    ) as base:
-        ingest(base, [folder], isolate=False)
+    with kb_of({"rules.txt": passage}, chunk_tokens=250, chunk_overlap=0) as base:
         llm = ScriptedLLM(["The canteen serves lunch from noon."])
         answerer = Answerer(
             Retriever(base), llm, top_k=1, min_relevance=0.0, min_answerability=0.0, excerpt_sentences=1

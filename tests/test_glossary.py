@@ -7,8 +7,6 @@ import pytest
 from kb.answer import Answerer
 from kb.answer.glossary import FINANCE, meanings, parse_glossary, terms_for
 from kb.errors import ConfigError
-from kb.indexer import ingest
-from kb.knowledge import KnowledgeBase
 from kb.retrieval import Retriever
 from tests.fakes import ScriptedLLM
 
@@ -56,13 +54,8 @@ def test_a_bad_glossary_line_names_the_file_and_line(tmp_path):
 
 
 @pytest.fixture
-def filing(settings, fake_embedder, tmp_path):
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "discussion.txt").write_text(PROSE)
-    (folder / "statements.txt").write_text(TABLE)
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+def filing(kb_of):
+    with kb_of({"discussion.txt": PROSE, "statements.txt": TABLE}) as base:
         yield base
 
 
@@ -89,15 +82,11 @@ def test_without_the_glossary_only_the_prose_is_read(filing):
     assert answer.hops == []
 
 
-def test_an_extractive_answer_quotes_the_figures_of_the_measure(settings, fake_embedder, tmp_path):
+def test_an_extractive_answer_quotes_the_figures_of_the_measure(kb_of):
     # One filing, its discussion and its statement table; another company's table lists the same
     # line items.
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    (folder / "annual-report.txt").write_text(PROSE + "\n\n" + TABLE)
-    (folder / "other-company.txt").write_text(TABLE.replace("6,098", "1,234").replace("17,606", "9,999"))
-    with KnowledgeBase(settings, embedder=fake_embedder, write=True) as base:
-        ingest(base, [folder], isolate=False)
+    other = TABLE.replace("6,098", "1,234").replace("17,606", "9,999")
+    with kb_of({"annual-report.txt": PROSE + "\n\n" + TABLE, "other-company.txt": other}) as base:
         answerer = Answerer(Retriever(base), None, top_k=1, min_relevance=0.0, min_answerability=0.0)
         answer = answerer.ask("Is our operating margin profile improving?")
     assert answer.mode == "extractive"

@@ -252,12 +252,18 @@ class Answerer:
             keep: dict[int, set[int]] = {}
             for c in top + ranked[: self.excerpt_sentences]:
                 keep.setdefault(c.n, set()).add(c.span.start)
+            # Documents in the order of their best passage; a document's excerpts in its own order,
+            # so it reads as written ("28 days of annual leave" before "after five years, 29 days").
+            order = [n for n in order if n in keep]
+            rank_of: dict[int, int] = {}
+            for i, n in enumerate(order):
+                rank_of.setdefault(hits[n - 1].chunk.doc_id, i)
+            order.sort(key=lambda n: (rank_of[hits[n - 1].chunk.doc_id], hits[n - 1].chunk.ordinal))
             seen: dict[str, set[str]] = {}
             for n in order:
                 chunk = hits[n - 1].chunk
-                if n in keep:
-                    shown[chunk.id] = excerpt(chunk.text, keep[n], seen=seen.setdefault(chunk.path, set()))
-            order = [n for n in order if shown.get(hits[n - 1].chunk.id)]
+                shown[chunk.id] = excerpt(chunk.text, keep[n], seen=seen.setdefault(chunk.path, set()))
+            order = [n for n in order if shown[hits[n - 1].chunk.id]]
         packed = pack_evidence(
             question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens, shown
         )
