@@ -20,7 +20,7 @@ STOPWORDS = frozenset(
 )
 
 # Titles, Latin abbreviations and initials end with a period but not a sentence ("Dr. Weber",
-# "Smith et al. (2019)", "e.g. Windows", "J. Smith", "U.S. Army").
+# "Smith et al. (2019)", "e.g. Windows", "J. Smith", "U.S. Army", "Craig v. Boren").
 _NOT_END = "".join(
     rf"(?<!\b{a})"
     for a in (
@@ -31,6 +31,7 @@ _NOT_END = "".join(
         r"Prof\.",
         r"St\.",
         r"vs\.",
+        r"v\.",
         r"al\.",
         r"e\.g\.",
         r"i\.e\.",

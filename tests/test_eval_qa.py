@@ -244,6 +244,23 @@ def test_a_rejected_sentence_counts_as_shown_only_when_the_answer_shows_it():
     assert shown_as_sentence("Up to 5 days may be carried over.", text)
 
 
+def test_a_rejected_fragment_inside_a_verified_quote_is_not_counted_as_shown():
+    from kb.answer import Answer, Sentence
+    from kb.eval.qa import QAItem, QARecord
+
+    quote = "Paramount Pictures, Inc., 334 US 131 (1948) was a landmark antitrust case."
+    item = QAItem("q1", "Which case came first?", ("Craig v. Boren",), "a.md")
+
+    def unsupported_shown(text: str, rejected: str) -> int:
+        sentences = [Sentence(quote, (1,), True, 1.0), Sentence(rejected, (), False, 0.4)]
+        answer = Answer("Q?", text, False, "extractive", sentences=sentences)
+        return QARecord(item, False, answer, 0.1).flags(lambda p: p)["unsupported_shown"]
+
+    # The model's rejected "Paramount Pictures, Inc." is part of the verified quote, not a claim.
+    assert unsupported_shown(f"{quote} [1]", "Paramount Pictures, Inc.") == 0
+    assert unsupported_shown(f"{quote} [1] Paramount Pictures came first.", "Paramount Pictures came first.") == 1
+
+
 def test_a_sweep_keeps_the_partial_band_of_the_gate():
     from kb.answer import Answer
     from kb.eval.qa import QAItem, QARecord, refused_at

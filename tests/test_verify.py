@@ -46,6 +46,7 @@ def test_titles_abbreviations_and_initials_do_not_end_sentences():
         "Please contact Dr. Weber in HR. She helps.": ["Please contact Dr. Weber in HR.", "She helps."],
         "Smith et al. (2019) showed it. Then more.": ["Smith et al. (2019) showed it.", "Then more."],
         "Use e.g. Windows. Next one.": ["Use e.g. Windows.", "Next one."],
+        "Craig v. Boren came first. Then more.": ["Craig v. Boren came first.", "Then more."],
         "Signed by J. Smith on Monday. It costs 5 EUR. Done.": [
             "Signed by J. Smith on Monday.",
             "It costs 5 EUR.",

@@ -216,7 +216,14 @@ class QARecord:
             "unretrieved_citations": sum(1 for _, _, cid, _ in cited if cid not in set(a.retrieved)),
             "sentences": len(a.sentences),
             "supported_sentences": sum(1 for s in a.sentences if s.supported),
-            "unsupported_shown": sum(1 for s in a.sentences if not s.supported and shown_as_sentence(s.text, a.text)),
+            "unsupported_shown": sum(
+                1
+                for s in a.sentences
+                if not s.supported
+                and shown_as_sentence(s.text, a.text)
+                # a rejected fragment ("Paramount Pictures, Inc.") that a verified quote contains is that quote's
+                and not any(" ".join(s.text.split()) in " ".join(t.text.split()) for t in a.sentences if t.supported)
+            ),
         }
 
 
