@@ -110,14 +110,31 @@ def load() -> None:
     _engine()
 
 
-def _timed_out(exc: BaseException) -> bool:
-    # RapidOCR wraps what onnxruntime raises (our OcrTimeout among it) in its own error.
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OcrTimeout):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+def _chain(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseException]:
+    """`exc` and the exceptions behind it, outermost first: its causes, and with `implicit` the
+    exceptions being handled when each was raised. RapidOCR wraps what onnxruntime raises (our
+    OcrTimeout among it) in its own ONNXRuntimeError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (current.__context__ if implicit else None)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The innermost exception behind `exc` as "Type: message", its message's whole first line.
+    RapidOCR's ONNXRuntimeError says only "Traceback (most recent call last):"; the reason is in
+    the onnxruntime error it wraps, at the end of a long line ("... Status Message: std::bad_alloc")."""
+    root = list(_chain(exc, implicit=False))[-1]
+    line = next((ln.strip() for ln in str(root).splitlines() if ln.strip()), "")
+    return f"{type(root).__name__}: {line}" if line else type(root).__name__
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # onnxruntime reports a failed allocation (under the parse worker's address-space cap) as a
+    # RuntimeException or Fail whose message ends in "std::bad_alloc", not as MemoryError.
+    return any("bad_alloc" in str(e) for e in _chain(exc))
 
 
 def recognize(image: Any) -> OcrText:
@@ -135,8 +152,10 @@ def recognize(image: Any) -> OcrText:
     except OcrUnavailable:
         raise
     except Exception as exc:
-        if _timed_out(exc):
+        if any(isinstance(e, OcrTimeout) for e in _chain(exc)):
             raise OcrTimeout from exc
+        if _out_of_memory(exc):
+            raise MemoryError(f"OCR ran out of memory ({describe_error(exc)})") from exc
         raise
     if not result:
         return OcrText("", 0.0, 0)

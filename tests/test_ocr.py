@@ -238,3 +238,56 @@ def test_ocr_text_replaces_an_empty_page_and_a_failing_page_becomes_a_warning(tm
     assert len(ticks) == 6  # each page read by PDFium, then by pypdf (PDFium found no text), then OCRed
     # Rendered at 200 DPI: the 1100 x 260 px images were saved at 200 DPI, so they come back that size.
     assert calls[0][:2] == (260, 1100)
+
+
+# What onnxruntime raised under the parse worker's address-space cap, as RapidOCR 1.4.4 passed
+# it on (issue 14): an ONNXRuntimeError whose text is a formatted traceback, from this.
+_BAD_ALLOC = (
+    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running "
+    "ConvTranspose node. Name:'p2o.ConvTranspose.0' Status Message: std::bad_alloc"
+)
+
+
+def _raise_like_rapidocr(message):
+    import traceback
+
+    from rapidocr_onnxruntime.utils.infer_engine import ONNXRuntimeError
+
+    try:
+        raise RuntimeError(message + "\nsecond line")
+    except RuntimeError as exc:
+        raise ONNXRuntimeError(traceback.format_exc()) from exc
+
+
+def test_a_page_whose_ocr_fails_names_onnxruntime_s_reason_in_full(tmp_path, monkeypatch):
+    import ingest.pdf
+
+    reason = _BAD_ALLOC.replace("std::bad_alloc", "a reason at the end of a long line")
+    monkeypatch.setattr(ingest.pdf, "load", lambda: None)
+    monkeypatch.setattr(ingest.pdf, "recognize", lambda image: _raise_like_rapidocr(reason))
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    with pytest.raises(EmptyDocument) as caught:
+        parse_pdf(path)
+    first = f"no extractable text (scanned PDF?); page 1: OCR failed (RuntimeError: {reason})"
+    assert str(caught.value).startswith(first) and "\n" not in str(caught.value)
+
+
+def test_onnxruntime_out_of_memory_is_reported_as_out_of_memory(tmp_path, monkeypatch):
+    import ingest.ocr
+    from ingest.errors import ParseError
+
+    class Engine:
+        def __call__(self, image):
+            _raise_like_rapidocr(_BAD_ALLOC)
+
+    monkeypatch.setattr(ingest.ocr, "_ENGINE", Engine())
+    with pytest.raises(MemoryError, match="std::bad_alloc"):
+        ingest.ocr.recognize(_text_image(LINES))
+    # So the file fails as out of memory (the parse worker adds "over parse_memory_mb=..."),
+    # rather than as a scan with no text.
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    with pytest.raises(ParseError) as caught:
+        parse_file(path)
+    assert str(caught.value) == "out of memory while parsing"
