@@ -91,9 +91,9 @@ def _one_malloc_arena() -> None:
     """Have glibc serve every thread from one heap. By default each thread that allocates gets
     an arena of its own, reserved 64 MB at a time, and that reserve counts against the parse
     worker's address-space cap (parse_memory_mb) though little of it is used: with onnxruntime's
-    and OpenCV's threads, one Letter page at 200 DPI peaked at 1,416 MB of address space, 1,096
-    MB with one arena, in the same CPU time (onnxruntime computes on one thread here, so the
-    threads do not contend for the heap). Not glibc (macOS): nothing to do."""
+    and OpenCV's threads, four 200 DPI pages peaked at 1,416 MB of address space, 1,096 MB with
+    one arena, in the same CPU time (onnxruntime computes on one thread here, so the threads do
+    not contend for the heap). Not glibc (macOS): nothing to do."""
     import ctypes
     import sys
 
