@@ -26,6 +26,10 @@ from ingest.errors import ParseError
 
 OCR_MODES = ("auto", "off", "always")
 MAX_PIXELS = 40_000_000  # a page or image is scaled down past this (an A0 poster at 200 DPI is 39 MP)
+# Lines recognised per onnxruntime call. RapidOCR's 6 pads each line to the widest of its batch
+# and allocates per call (it turns onnxruntime's memory arena off), which on pages of long
+# lines cost more than it saved: see docs/ocr.md.
+REC_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -70,14 +74,34 @@ def _engine() -> Any:
         import logging
 
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
-        _ENGINE = RapidOCR(
+        _one_malloc_arena()
+        engine = RapidOCR(
             intra_op_num_threads=1,
             inter_op_num_threads=1,
             # Keep the resolution pages were rendered at: the default would shrink a 200 DPI page
             # (2,200 px tall) to 2,000 px before recognition.
             max_side_len=6000,
+            rec_batch_num=REC_BATCH,
         )
+        _ENGINE = engine
     return _ENGINE
+
+
+def _one_malloc_arena() -> None:
+    """Have glibc serve every thread from one heap. By default each thread that allocates gets
+    an arena of its own, reserved 64 MB at a time, and that reserve counts against the parse
+    worker's address-space cap (parse_memory_mb) though little of it is used: with onnxruntime's
+    and OpenCV's threads, four 200 DPI pages peaked at 1,416 MB of address space, 1,096 MB with
+    one arena, in the same CPU time (onnxruntime computes on one thread here, so the threads do
+    not contend for the heap). Not glibc (macOS): nothing to do."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        m_arena_max = -8  # from glibc's malloc.h
+        ctypes.CDLL(None).mallopt(m_arena_max, 1)
 
 
 @contextlib.contextmanager
@@ -110,14 +134,31 @@ def load() -> None:
     _engine()
 
 
-def _timed_out(exc: BaseException) -> bool:
-    # RapidOCR wraps what onnxruntime raises (our OcrTimeout among it) in its own error.
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OcrTimeout):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+def _chain(exc: BaseException, *, implicit: bool = True) -> Iterator[BaseException]:
+    """`exc` and the exceptions behind it, outermost first: its causes, and with `implicit` the
+    exceptions being handled when each was raised. RapidOCR wraps what onnxruntime raises (our
+    OcrTimeout among it) in its own ONNXRuntimeError."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or (current.__context__ if implicit else None)
+
+
+def describe_error(exc: BaseException) -> str:
+    """The innermost exception behind `exc` as "Type: message", its message's whole first line.
+    RapidOCR's ONNXRuntimeError says only "Traceback (most recent call last):"; the reason is in
+    the onnxruntime error it wraps, at the end of a long line ("... Status Message: std::bad_alloc")."""
+    root = list(_chain(exc, implicit=False))[-1]
+    line = next((ln.strip() for ln in str(root).splitlines() if ln.strip()), "")
+    return f"{type(root).__name__}: {line}" if line else type(root).__name__
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    # onnxruntime reports a failed allocation (under the parse worker's address-space cap) as a
+    # RuntimeException or Fail whose message ends in "std::bad_alloc", not as MemoryError.
+    return any("bad_alloc" in str(e) for e in _chain(exc))
 
 
 def recognize(image: Any) -> OcrText:
@@ -135,8 +176,10 @@ def recognize(image: Any) -> OcrText:
     except OcrUnavailable:
         raise
     except Exception as exc:
-        if _timed_out(exc):
+        if any(isinstance(e, OcrTimeout) for e in _chain(exc)):
             raise OcrTimeout from exc
+        if _out_of_memory(exc):
+            raise MemoryError(f"OCR ran out of memory ({describe_error(exc)})") from exc
         raise
     if not result:
         return OcrText("", 0.0, 0)

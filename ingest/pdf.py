@@ -21,7 +21,17 @@ from typing import Any
 
 from ingest.builder import DocumentBuilder
 from ingest.errors import EncryptedFile, ParseError
-from ingest.ocr import OcrOptions, OcrText, OcrTimeout, OcrUnavailable, load, recognize, scale_for, time_budget
+from ingest.ocr import (
+    OcrOptions,
+    OcrText,
+    OcrTimeout,
+    OcrUnavailable,
+    describe_error,
+    load,
+    recognize,
+    scale_for,
+    time_budget,
+)
 from ingest.types import ParsedDocument
 
 PDF_ENGINES = ("auto", "pdfium", "pypdf")
@@ -467,7 +477,7 @@ def _ocr_page(page: Any, layer: str, options: OcrOptions) -> OcrText | str | Non
     except (OcrUnavailable, MemoryError):
         raise
     except Exception as exc:  # a page the recogniser cannot take costs that page only
-        return f"OCR failed ({type(exc).__name__}: {str(exc)[:80]})"
+        return f"OCR failed ({describe_error(exc)})"
 
 
 def build_document(

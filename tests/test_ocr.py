@@ -238,3 +238,94 @@ def test_ocr_text_replaces_an_empty_page_and_a_failing_page_becomes_a_warning(tm
     assert len(ticks) == 6  # each page read by PDFium, then by pypdf (PDFium found no text), then OCRed
     # Rendered at 200 DPI: the 1100 x 260 px images were saved at 200 DPI, so they come back that size.
     assert calls[0][:2] == (260, 1100)
+
+
+# What onnxruntime raised under the parse worker's address-space cap, as RapidOCR 1.4.4 passed
+# it on (issue 14): an ONNXRuntimeError whose text is a formatted traceback, from this.
+_BAD_ALLOC = (
+    "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running "
+    "ConvTranspose node. Name:'p2o.ConvTranspose.0' Status Message: std::bad_alloc"
+)
+
+
+def _raise_like_rapidocr(message):
+    import traceback
+
+    from rapidocr_onnxruntime.utils.infer_engine import ONNXRuntimeError
+
+    try:
+        raise RuntimeError(message + "\nsecond line")
+    except RuntimeError as exc:
+        raise ONNXRuntimeError(traceback.format_exc()) from exc
+
+
+def test_a_page_whose_ocr_fails_names_onnxruntime_s_reason_in_full(tmp_path, monkeypatch):
+    import ingest.pdf
+
+    reason = _BAD_ALLOC.replace("std::bad_alloc", "a reason at the end of a long line")
+    monkeypatch.setattr(ingest.pdf, "load", lambda: None)
+    monkeypatch.setattr(ingest.pdf, "recognize", lambda image: _raise_like_rapidocr(reason))
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    with pytest.raises(EmptyDocument) as caught:
+        parse_pdf(path)
+    first = f"no extractable text (scanned PDF?); page 1: OCR failed (RuntimeError: {reason})"
+    assert str(caught.value).startswith(first) and "\n" not in str(caught.value)
+
+
+def test_onnxruntime_out_of_memory_is_reported_as_out_of_memory(tmp_path, monkeypatch):
+    import ingest.ocr
+    from ingest.errors import ParseError
+
+    class Engine:
+        def __call__(self, image):
+            _raise_like_rapidocr(_BAD_ALLOC)
+
+    monkeypatch.setattr(ingest.ocr, "_ENGINE", Engine())
+    with pytest.raises(MemoryError, match="std::bad_alloc"):
+        ingest.ocr.recognize(_text_image(LINES))
+    # So the file fails as out of memory (the parse worker adds "over parse_memory_mb=..."),
+    # rather than as a scan with no text.
+    path = tmp_path / "scan.pdf"
+    _two_page_scan(path)
+    with pytest.raises(ParseError) as caught:
+        parse_file(path)
+    assert str(caught.value) == "out of memory while parsing"
+
+
+def _dense_page(seed: int):
+    """A Letter page at 200 DPI of 40 lines of text, as a scanner would give it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    words = ["the", "quarterly", "report", "lists", "parking", "permits", "invoices", "and", "the", "budget"]
+    font = ImageFont.load_default(size=30)
+    img = Image.new("L", (1700, 2200), 255)
+    draw = ImageDraw.Draw(img)
+    for i in range(40):
+        line = " ".join(words[(seed + i + j) % len(words)] for j in range(7))
+        draw.text((100, 100 + 50 * i), line, fill=0, font=font)
+    return img
+
+
+@pytest.mark.models
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker's memory cap is RLIMIT_AS")
+def test_a_dense_scan_is_read_in_a_parse_worker_well_within_its_memory_cap(tmp_path):
+    # Issue 14: OCR in a parse worker used so much address space (1,844 MB at its peak on these
+    # two pages) that, a few pages into a run, onnxruntime's allocations failed under the cap
+    # (default parse_memory_mb=2048) with "std::bad_alloc". It now peaks near 1,450 MB, so the
+    # two pages are read under a 1,600 MB cap, where before the fix page 2 failed.
+    from kb.isolation import ParsedChunks, ParseJob, ParseWorker
+
+    path = tmp_path / "scan.pdf"
+    _dense_page(0).save(path, "PDF", resolution=200, save_all=True, append_images=[_dense_page(5)])
+    worker = ParseWorker(timeout=600, memory_mb=1600)
+    try:
+        worker.submit(ParseJob(str(path), "", "", chunk_tokens=200, chunk_overlap=32))
+        got = worker.result()
+    finally:
+        worker.close()
+    assert isinstance(got, ParsedChunks), got
+    assert got.warnings == ()
+    assert {c.page_start for c in got.chunks} >= {1} and {c.page_end for c in got.chunks} >= {2}
+    words = " ".join(c.text for c in got.chunks).split()
+    assert len(words) >= 0.75 * 2 * 40 * 7  # 474 of the 560 words read (RapidOCR runs some together)
