@@ -73,6 +73,19 @@ def test_the_statement_table_is_read_for_a_measure(filing):
     assert [s.hit.chunk.path.rsplit("/", 1)[-1] for s in answer.sources] == ["statements.txt"]
 
 
+def test_a_model_answer_about_a_measure_shows_the_figures_it_is_computed_from(kb_of):
+    # One filing: the model answers from its prose only, and the answer also quotes its statement rows.
+    reply = "Our margin profile reflects the strength of our operating model."
+    with kb_of({"annual-report.txt": PROSE + "\n\n" + TABLE}) as base:
+        llm = ScriptedLLM([reply])
+        answerer = Answerer(Retriever(base), llm, top_k=1, min_relevance=0.0, min_answerability=0.0)
+        answer = answerer.ask("Is our operating margin profile improving?")
+    assert answer.mode == "generative" and answer.text.startswith(reply)
+    quotes = [s.quote.text for s in answer.sources if s.quote]
+    assert any(q.startswith(("Operating income 6,098", "Total revenue 17,606")) for q in quotes), quotes
+    assert all(s.supported for s in answer.sentences) and len(answer.sentences) > 1
+
+
 def test_without_the_glossary_only_the_prose_is_read(filing):
     answerer = Answerer(
         Retriever(filing), ScriptedLLM(["x"]), top_k=1, min_relevance=0.0, min_answerability=0.0, terms=()

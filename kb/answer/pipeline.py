@@ -310,8 +310,10 @@ class Answerer:
         grounded = any(rests_on_top_sentence(a, question, packed, hits, top) for a in kept)
         model = {"text": raw, "accepted": bool(kept) and grounded, "reason": ""}
         if kept and grounded:
+            figures = self._figures(evidence, ranked, packed, kept)
+            kept = kept + figures
             stream.finish(kept)
-            answer = compose(question, kept, [a.sentence for a in checked], packed, "generative")
+            answer = compose(question, kept, [a.sentence for a in checked + figures], packed, "generative")
             answer.model = model
             return answer
         model["reason"] = _rejection(raw, checked, kept)
@@ -330,6 +332,26 @@ class Answerer:
         ]
         fallback.model = model
         return fallback
+
+    @staticmethod
+    def _figures(
+        evidence: Evidence, ranked: list[Candidate], packed: list[Hit], kept: list[Attributed]
+    ) -> list[Attributed]:
+        """For a question that asks for a measure, when the model's answer cites none of the
+        statement passages its line items were read from: up to FIGURE_ROWS rows of those passages
+        with the figures the measure is computed from, quoted and cited (`figures_witness`). A
+        small model's prose about a margin rarely states the figures; the answer shows them."""
+        index = {h.chunk.id: i for i, h in enumerate(packed, start=1)}
+        if not evidence.line_items or any(
+            packed[b.n - 1].chunk.id in evidence.line_items for a in kept for b in a.backing
+        ):
+            return []
+        rows = evidence.line_items & set(index)
+        out = []
+        for c in figures_witness(ranked, evidence.hits, ranked[:1], rows, evidence.meanings, FIGURE_ROWS):
+            n = index[evidence.hits[c.n - 1].chunk.id]
+            out.append(Attributed(Sentence(c.reading or c.span.text, (n,), True, 1.0), (Backing(n, c.span),)))
+        return out
 
     def _extractive(self, question: str, evidence: Evidence, ranked: list[Candidate]) -> Answer:
         """The best-ranked sentences of the retrieved passages, quoted, no LLM; for a question that
