@@ -252,21 +252,23 @@ class Answerer:
             keep: dict[int, set[int]] = {}
             for c in top + ranked[: self.excerpt_sentences]:
                 keep.setdefault(c.n, set()).add(c.span.start)
-            # Documents in the order of their best passage; a document's excerpts in its own order,
-            # so it reads as written ("28 days of annual leave" before "after five years, 29 days").
             order = [n for n in order if n in keep]
-            rank_of: dict[int, int] = {}
-            for i, n in enumerate(order):
-                rank_of.setdefault(hits[n - 1].chunk.doc_id, i)
-            order.sort(key=lambda n: (rank_of[hits[n - 1].chunk.doc_id], hits[n - 1].chunk.ordinal))
-            seen: dict[str, set[str]] = {}
-            for n in order:
-                chunk = hits[n - 1].chunk
-                shown[chunk.id] = excerpt(chunk.text, keep[n], seen=seen.setdefault(chunk.path, set()))
+            shown = _excerpts(hits, order, keep)
             order = [n for n in order if shown[hits[n - 1].chunk.id]]
         packed = pack_evidence(
             question, [hits[n - 1] for n in order], self.llm, self.max_answer_tokens, self.evidence_tokens, shown
         )
+        if self.excerpt_sentences:
+            # What fits was chosen in order of importance; it is shown with each document's
+            # excerpts in the document's own order, documents in the order of their best passage,
+            # so it reads as written ("28 days of annual leave" before "after five years, 29 days").
+            first_of: dict[int, int] = {}
+            for i, h in enumerate(packed):
+                first_of.setdefault(h.chunk.doc_id, i)
+            packed.sort(key=lambda h: (first_of[h.chunk.doc_id], h.chunk.ordinal))
+            index = {h.chunk.id: n for n, h in enumerate(hits, start=1)}
+            shown = _excerpts(hits, [index[h.chunk.id] for h in packed], keep)
+            packed = [h for h in packed if shown[h.chunk.id]]
         t1 = time.perf_counter()
         first: list[float] = []
         stream = _SentenceStream(question, packed, hits, top, on_sentence)
@@ -399,6 +401,17 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
             if h.chunk.doc_id != first.chunk.doc_id and mentions(entity, h.chunk.title + " " + h.chunk.path):
                 out.setdefault(h.chunk.doc_id, name)
                 break
+    return out
+
+
+def _excerpts(hits: list[Hit], order: list[int], keep: dict[int, set[int]]) -> dict[int, str]:
+    """The excerpt of each passage (1-based numbers in `order`) around its `keep` sentences, by
+    chunk id; in that order, so what an earlier passage of the same document showed is not repeated."""
+    seen: dict[str, set[str]] = {}
+    out: dict[int, str] = {}
+    for n in order:
+        chunk = hits[n - 1].chunk
+        out[chunk.id] = excerpt(chunk.text, keep[n], seen=seen.setdefault(chunk.path, set()))
     return out
 
 
