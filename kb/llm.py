@@ -199,13 +199,20 @@ class LlamaCppLLM:
                     stream=True,
                     stop=stop or [],
                 )
-                for event in stream:
-                    delta: Any = event["choices"][0]["delta"]  # type: ignore[index]
-                    piece = str(delta.get("content") or "")
-                    if piece:
-                        parts.append(piece)
-                        if on_token:
-                            on_token(piece)  # may raise to stop the generation (kb.answer, kb serve)
+                try:
+                    for event in stream:
+                        delta: Any = event["choices"][0]["delta"]  # type: ignore[index]
+                        piece = str(delta.get("content") or "")
+                        if piece:
+                            parts.append(piece)
+                            if on_token:
+                                on_token(piece)  # may raise to stop the generation (kb.answer, kb serve)
+                finally:
+                    # A generation stopped early is closed now, while the model is alive, not by
+                    # the garbage collector at exit, after llama.cpp's context may be freed.
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
         finally:
             self._record_speed()
         return "".join(parts)

@@ -316,4 +316,9 @@ def rests_on_top_sentence(
         for c in top:
             if hits[c.n - 1] is hit and c.span.start < b.quote.end and b.quote.start < c.span.end:
                 return True
+            # Overlapping passages of one document hold the same sentence: the quote may come from
+            # the other one.
+            quote, best = " ".join(b.quote.text.split()), " ".join(c.span.text.split())
+            if hits[c.n - 1].chunk.doc_id == hit.chunk.doc_id and (best in quote or quote in best):
+                return True
     return False

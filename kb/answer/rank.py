@@ -97,7 +97,23 @@ def rank_sentences(
         )
         # Meaning first; shared words break near-ties; the passage's rank adds a small prior.
         out.append(Candidate(n, sp, float(sim) + 0.25 * overlap + 0.2 / (n + 4), float(sim), shown))
-    return sorted(out, key=lambda c: -c.score)
+    return _distinct(sorted(out, key=lambda c: -c.score), hits, start)
+
+
+def _distinct(ranked: list[Candidate], hits: list[Hit], start: int) -> list[Candidate]:
+    """The ranking without the repeats that overlapping passages of one document make: a sentence
+    (or the cut-off start of one, "Up to 5 days of unused leave") that a better-ranked sentence of
+    the same document contains would take a place among the best sentences twice."""
+    out: list[Candidate] = []
+    kept: dict[int, list[str]] = {}
+    for c in ranked:
+        doc = hits[c.n - start].chunk.doc_id
+        text = " ".join(c.span.text.split())
+        if any(text in other for other in kept.get(doc, ())):
+            continue
+        kept.setdefault(doc, []).append(text)
+        out.append(c)
+    return out
 
 
 _CELL_SPLIT = re.compile(r"\s+\|\s+")
