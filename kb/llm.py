@@ -6,7 +6,6 @@ import ctypes
 import functools
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -364,58 +363,6 @@ def load_llm(settings) -> LlamaCppLLM:
     path = resolve_gguf(settings.llm_model)
     path = converted_gguf(path, conversion_for(settings.llm_model, settings.llm_convert))
     return _cached_llm(path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers)
-
-
-def load_llm_in_background(settings) -> LoadingLLM:
-    """`load_llm`, with the weights loaded in a background thread: the model file is found and
-    checked now (a missing or damaged model is reported at once), and the first use of the model
-    waits for the load. `kb ask` retrieves and ranks the evidence meanwhile, which takes about as
-    long as loading the model (docs/performance.md)."""
-    path = resolve_gguf(settings.llm_model)
-    path = converted_gguf(path, conversion_for(settings.llm_model, settings.llm_convert))
-    return LoadingLLM(
-        lambda: _cached_llm(path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers), path.stem
-    )
-
-
-class LoadingLLM:
-    """An LLM that is being loaded by a background thread; every use waits until it is loaded, and
-    raises what the load raised."""
-
-    def __init__(self, load: Callable[[], LLM], name: str) -> None:
-        self._name = name
-        self._llm: LLM | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._load, args=(load,), name="kb-llm-load", daemon=True)
-        self._thread.start()
-
-    def _load(self, load: Callable[[], LLM]) -> None:
-        try:
-            self._llm = load()
-        except BaseException as exc:  # re-raised in the thread that uses the model
-            self._error = exc
-
-    def get(self) -> LLM:
-        """The loaded model (waits for the load)."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._llm is not None
-        return self._llm
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def n_ctx(self) -> int:
-        return self.get().n_ctx
-
-    def count_tokens(self, text: str) -> int:
-        return self.get().count_tokens(text)
-
-    def chat(self, messages: list[Message], **options: Any) -> str:
-        return self.get().chat(messages, **options)
 
 
 @functools.lru_cache(maxsize=2)

@@ -115,29 +115,3 @@ def test_the_system_prompt_is_read_once_and_kept_for_the_next_process(tmp_path):
         f.write_bytes(b"not a state")
     third = LlamaCppLLM(path, n_ctx=512, threads=2, prompt_cache=tmp_path)
     assert third.chat(MESSAGES, max_tokens=24) == expected and _prompt_tokens_read(third) == full
-
-
-def test_a_model_loading_in_the_background_waits_and_reports_its_failure():
-    import threading
-
-    from kb.errors import ModelNotFound
-    from kb.llm import LoadingLLM
-    from tests.fakes import ScriptedLLM
-
-    gate = threading.Event()
-
-    def load() -> ScriptedLLM:
-        gate.wait(5)
-        return ScriptedLLM(["Twenty-eight days."], n_ctx=1024)
-
-    llm = LoadingLLM(load, "scripted")
-    assert llm.name == "scripted"  # known before the load ends
-    gate.set()
-    assert llm.n_ctx == 1024 and llm.chat([], max_tokens=8) == "Twenty-eight days."
-
-    def broken() -> ScriptedLLM:
-        raise ModelNotFound("m.gguf: llama.cpp cannot load this model")
-
-    failing = LoadingLLM(broken, "m")
-    with pytest.raises(ModelNotFound, match="cannot load"):
-        failing.count_tokens("x")

@@ -108,14 +108,14 @@ class Answerer:
     @classmethod
     def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False) -> Answerer:
         """An answerer over a knowledge base, configured by its settings (LLM loaded unless extractive)."""
-        from kb.llm import load_llm_in_background
+        from kb.llm import load_llm
 
         s = kb.settings
         rerank = 0 if extractive else s.rerank_sentences
         warnings: list[str] = []
         answerer = cls(
             Retriever(kb),
-            None if extractive else load_llm_in_background(s),
+            None if extractive else load_llm(s),
             top_k=s.top_k,
             min_relevance=s.min_relevance,
             min_answerability=s.min_answerability,
