@@ -20,7 +20,7 @@ from kb.retrieval import Hit
 Search = Callable[[str, int], list[Hit]]
 SearchIn = Callable[[str, int, set[int]], list[Hit]]  # a search among the given documents only
 ROUTE_MOST_DOCUMENTS = 10  # a name that more documents are about than this is no route
-ROUTED = 2  # passages the question's search adds from the documents about a name it misses
+ROUTED = 2  # passages the question's search adds from the documents about a name of the question
 
 
 def context_of(hit: Hit) -> str:
@@ -89,9 +89,9 @@ def gather(
     about: Callable[[Entity], set[int]] | None = None,
     search_in: SearchIn | None = None,
 ) -> Evidence:
-    """The `k` best passages for the question, plus the question's own search among the
-    documents about a name of it that none of them comes from (`route`, when `about` and
-    `search_in` are given), plus one for each name of the question that none of them mentions
+    """The `k` best passages for the question, plus the best of the question's own search among
+    the documents about a name of it (`route`, when `about` and `search_in` are given), plus one
+    for each name of the question that none of them mentions
     (searched for by the name and the question together), plus the passages that hold the line
     items of the measures the question asks for (`meanings`, see `line_item_hop`)."""
     pool = search(question, max(k, pool_size))
