@@ -19,15 +19,8 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..
 class LLM(Protocol):
     """What answering and summarising need from a language model."""
 
-    @property
-    def name(self) -> str:
-        """A short name for the model (its file's stem)."""
-        ...
-
-    @property
-    def n_ctx(self) -> int:
-        """The context window, in tokens."""
-        ...
+    name: str
+    n_ctx: int
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of `text`."""
