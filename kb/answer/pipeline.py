@@ -24,7 +24,7 @@ from kb.answer.rank import (
     supporting_sentences,
     term_weights,
 )
-from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather, is_about
+from kb.answer.retrieve import Evidence, bridge_hop, context_of, gather, is_about, subject
 from kb.answer.types import PARTIAL, Answer, Candidate, Sentence
 from kb.errors import ModelNotFound
 from kb.knowledge import KnowledgeBase
@@ -167,9 +167,9 @@ class Answerer:
     def _documents_about(self, entity: Entity) -> set[int]:
         """Ids of the documents whose title or file name names `entity` (`kb.answer.retrieve.route`)."""
         store = self.retriever.kb.store
-        if self._titles is None or self._titles[0] != store.generation():
-            titles = [(d.id, f"{d.title} {d.path.rsplit('/', 1)[-1]}") for d in store.documents()]
-            self._titles = (store.generation(), titles)
+        generation = store.generation()
+        if self._titles is None or self._titles[0] != generation:
+            self._titles = (generation, [(d.id, subject(d.title, d.path)) for d in store.documents()])
         return {doc for doc, title in self._titles[1] if mentions(entity, title)}
 
     def _answer(

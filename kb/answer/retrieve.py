@@ -62,9 +62,14 @@ class Evidence:
         return any(mentions(entity, context_of(h)) for h in self.hits)
 
 
+def subject(title: str, path: str) -> str:
+    """What names a document's subject: its title and file name."""
+    return title + " " + path.rsplit("/", 1)[-1]
+
+
 def is_about(hit: Hit, entity: Entity) -> bool:
     """Whether the passage's document is about `entity`: its title or file name names it."""
-    return mentions(entity, hit.chunk.title + " " + hit.chunk.path.rsplit("/", 1)[-1])
+    return mentions(entity, subject(hit.chunk.title, hit.chunk.path))
 
 
 def _add(evidence: Evidence, found: list[Hit], wanted: Callable[[Hit], bool]) -> bool:
