@@ -120,7 +120,7 @@ def test_model_sees_the_passage_of_the_best_sentence_first(kb):
     reordered = [last] + [c for c in ranked if c is not last]  # ...ranked best
     from kb.answer.retrieve import Evidence
 
-    answerer._generative("q", Evidence(hits, hits), reordered, {}, None, None)
+    answerer._generative("q", Evidence(hits, hits), reordered, {}, {}, None, None)
     prompt = llm.prompts[0][-1]["content"]
     first = prompt.split("Document 1", 1)[1].split("Document 2", 1)[0]
     assert hits[2].chunk.text.split()[0] in first and hits[0].chunk.text not in first
@@ -381,6 +381,25 @@ def test_a_claim_resting_on_two_passages_is_backed_by_both():
     assert set(checked[1].sentence.citations) == {2, 3}
 
 
+def test_a_joint_claim_finds_the_page_that_alone_names_one_of_its_names_among_many_sharing_its_words():
+    from kb.answer.attribute import check_answer
+
+    question = "Are Kalenderhane Mosque and Galata Bridge both located in Istanbul?"
+    pages = [
+        ("New Mosque", "The New Mosque is an imperial mosque located in Istanbul, at the end of the Galata Bridge."),
+        ("Metro Bridge", "The Metro Bridge in Istanbul is located between the Galata Bridge and another bridge."),
+        ("Port", "The Port of Istanbul is located at Karakoy, and extends from the Galata Bridge."),
+        ("Galata Tower", "The Galata Tower is located in Istanbul, near the Galata Bridge."),
+        ("Galata Bridge", "The Galata Bridge is a bridge that spans the Golden Horn in Istanbul, Turkey."),
+        ("Kalenderhane Mosque", "Kalenderhane Mosque is a former church in Istanbul, converted into a mosque."),
+    ]
+    hits = [make_hit(i, i, text, title=title) for i, (title, text) in enumerate(pages, start=1)]
+    (a,) = check_answer("Yes, Kalenderhane Mosque and Galata Bridge are both located in Istanbul.", hits, question)
+    # Four pages hold more of the claim's words than the Kalenderhane page; it alone names the mosque.
+    assert a.sentence.supported
+    assert 6 in a.sentence.citations and len(a.sentence.citations) == 2
+
+
 def test_a_bare_yes_goes_with_the_sentence_that_backs_it():
     from kb.answer.attribute import check_answer
 
@@ -583,8 +602,11 @@ def test_a_second_witness_from_the_document_about_the_name_may_call_it_otherwise
         Hit(ChunkRow(2, 2, "/d/Robert_Erskine_Childers.md", "", 0, page, 0, len(page), None, None, ()), 1.0, 2),
     ]
     ranked = [Candidate(1, Span(molly, 0, len(molly)), 0.9, 0.9), Candidate(2, Span(page, 0, len(page)), 0.6, 0.6)]
-    picked = second_witness(ranked, hits, ranked[:1], {2: "Robert Erskine Childers"})
+    picked = second_witness(ranked, hits, {hits[0].chunk.doc_id}, {2: "Robert Erskine Childers"})
     assert [c.n for c in picked] == [2]
     # A document merely mentioning the name must state it in the sentence quoted.
     other = ChunkRow(2, 2, "/d/Irish_writers.md", "", 0, page, 0, len(page), None, None, ())
-    assert second_witness(ranked, [hits[0], Hit(other, 1.0, 2)], ranked[:1], {2: "Robert Erskine Childers"}) == []
+    assert (
+        second_witness(ranked, [hits[0], Hit(other, 1.0, 2)], {hits[0].chunk.doc_id}, {2: "Robert Erskine Childers"})
+        == []
+    )

@@ -12,7 +12,8 @@ from kb.answer.entities import Entity
 from kb.answer.generate import excerpt
 from kb.answer.retrieve import ROUTED, route
 from kb.retrieval import Hit, Retriever
-from kb.text import split_sentences
+from kb.store import ChunkRow
+from kb.text import Span, content_terms, split_sentences
 from tests.fakes import ScriptedLLM, make_hit
 
 TEXT = "Alpha is first. Beta is second. Gamma is third. Delta is fourth. Epsilon is fifth."
@@ -149,3 +150,111 @@ def test_the_model_reads_an_excerpt_and_its_answer_is_verified_against_the_passa
 
 
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
+
+
+def test_a_model_answer_to_a_choice_question_also_quotes_the_other_options_document(kb_of):
+    files = {
+        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
+        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
+        "leave.txt": "Annual leave. Full-time employees receive 28 days of paid annual leave per year.",
+    }
+    question = "Who was born first, Ada Lovelace or Grace Hopper?"
+    with kb_of(files) as base:
+        # The model writes one sentence about the option it chose, backed by that option's page.
+        llm = ScriptedLLM(["Ada Lovelace was born first, on 10 December 1815."])
+        answerer = Answerer(Retriever(base), llm, top_k=3, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask(question)
+    assert ans.mode == "generative"
+    assert ans.sentences[0].text.startswith("Ada Lovelace was born first") and ans.sentences[0].supported
+    # The comparison rests on both pages: the other option's birth date is quoted and cited too.
+    cited = {s.hit.chunk.path.rsplit("/", 1)[-1]: s for s in ans.sources}
+    assert set(cited) == {"Ada_Lovelace.txt", "Grace_Hopper.txt"}
+    assert "9 December 1906" in cited["Grace_Hopper.txt"].quote.text
+    assert "[2]" in ans.text and "1906" in ans.text
+
+
+def test_a_model_answer_citing_both_documents_gets_no_extra_quote(kb_of):
+    files = {
+        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
+        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
+    }
+    with kb_of(files) as base:
+        llm = ScriptedLLM(["Ada Lovelace was born on 10 December 1815. Grace Hopper was born on 9 December 1906."])
+        answerer = Answerer(Retriever(base), llm, top_k=2, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask("Who was born first, Ada Lovelace or Grace Hopper?")
+    assert ans.mode == "generative"
+    assert [s.text for s in ans.sentences] == [
+        "Ada Lovelace was born on 10 December 1815.",
+        "Grace Hopper was born on 9 December 1906.",
+    ]
+    assert len(ans.sources) == 2
+
+
+def test_a_model_answer_also_quotes_a_near_tie_from_another_passage_of_its_document():
+    from kb.answer.attribute import Attributed, Backing
+    from kb.answer.pipeline import _near_ties
+    from kb.answer.types import Candidate, Sentence
+
+    figure = "The onset-to-death distribution is Gamma distributed with a mean of 18.8 days."
+    definition = "Deaths follow an onset-to-death distribution (the time from the onset of symptoms to death)."
+    other = "An onset-to-death distribution was also fitted in another study of influenza."
+    hits = [make_hit(1, 1, figure), make_hit(2, 1, definition), make_hit(3, 2, other)]
+    ranked = [
+        Candidate(1, Span(figure, 0, len(figure)), 0.97, 0.97),
+        Candidate(3, Span(other, 0, len(other)), 0.90, 0.90),  # a look-alike from another document
+        Candidate(2, Span(definition, 0, len(definition)), 0.88, 0.88),
+    ]
+    answer = Attributed(
+        Sentence("It is Gamma distributed with a mean of 18.8 days.", (1,), True, 1.0), (Backing(1, ranked[0].span),)
+    )
+    weights = {content_terms("onset-to-death").pop(): 3.0, content_terms("distribution").pop(): 1.0}
+    packed, near = _near_ties(hits, ranked, [hits[0]], [answer], weights)
+    assert [a.sentence.text for a in near] == [definition]
+    assert packed == [hits[0], hits[1]] and near[0].sentence.citations == (2,)
+    # An answer that already cites that passage gets no second quote of it.
+    cites_both = Attributed(answer.sentence, (Backing(1, ranked[0].span), Backing(2, ranked[2].span)))
+    assert _near_ties(hits, ranked, hits[:2], [cites_both], weights)[1] == []
+    # A near-tie without the question's rarest word is about something else of the page.
+    owner = "Owner: Priya Raman, Information Security."
+    hits[1] = make_hit(2, 1, owner)
+    ranked[2] = Candidate(2, Span(owner, 0, len(owner)), 0.88, 0.88)
+    assert _near_ties(hits, ranked, [hits[0]], [answer], weights)[1] == []
+
+
+def test_a_date_comparisons_wrong_choice_is_rejected_by_the_years_on_the_two_pages():
+    from kb.answer.compare import contradicts
+
+    def page(i: int, title: str, text: str) -> Hit:
+        body = f"{title}\n\n{text}"
+        return Hit(
+            ChunkRow(i, i, f"/d/{title.replace(' ', '_')}.md", title, 0, body, 0, len(body), None, None, ()), 1.0, i
+        )
+
+    hits = [
+        page(1, "Ferdi Taygan", "Ferdi Taygan (born December 5, 1956) is a former tennis player."),
+        page(2, "Mahesh Bhupathi", "Mahesh Bhupathi (born 7 June 1974) is a retired Indian tennis player."),
+    ]
+    question = "Who is older, Ferdi Taygan or Mahesh Bhupathi?"
+    assert not contradicts("Ferdi Taygan is older than Mahesh Bhupathi.", question, hits)
+    assert contradicts("Mahesh Bhupathi is older than Ferdi Taygan.", question, hits)
+    assert contradicts("Mahesh Bhupathi is older.", question, hits)
+    assert not contradicts("Mahesh Bhupathi was born after Ferdi Taygan.", question, hits)
+    assert contradicts("Ferdi Taygan was born after Mahesh Bhupathi.", question, hits)
+    # A sentence that chooses nothing, a question about deaths, or one option's page missing: no verdict.
+    assert not contradicts("Mahesh Bhupathi was born in 1974.", question, hits)
+    assert not contradicts("Mahesh Bhupathi died first.", "Who died first, Ferdi Taygan or Mahesh Bhupathi?", hits)
+    assert not contradicts("Mahesh Bhupathi is older.", question, hits[1:])
+
+
+def test_a_model_answer_choosing_the_later_option_falls_back_to_quoting_both_pages(kb_of):
+    files = {
+        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
+        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
+    }
+    with kb_of(files) as base:
+        llm = ScriptedLLM(["Grace Hopper was born first."])
+        answerer = Answerer(Retriever(base), llm, top_k=2, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask("Who was born first, Ada Lovelace or Grace Hopper?")
+    assert ans.mode == "extractive" and "years on the two pages" in ans.model["reason"]
+    assert {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources} == {"Ada_Lovelace.txt", "Grace_Hopper.txt"}
+    assert not any(s.supported for s in ans.sentences if s.text == "Grace Hopper was born first.")

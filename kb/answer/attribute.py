@@ -158,16 +158,32 @@ def attribute(
         score, _, n, span = singles[0]
         return min(1.0, score), (Backing(n, span),)
     best: tuple[float, tuple[Backing, ...]] = (singles[0][0] if singles else 0.0, ())
+    best_about = -1
     terms = content_terms(claim) - RELATION_WORDS
     claim_numbers = numbers(claim)
-    by_words = sorted(singles, key=lambda t: -t[1])[:4]
-    for (_, _, n1, w1), (_, _, n2, _) in itertools.combinations(by_words, 2):
+    by_words = sorted(singles, key=lambda t: -t[1])
+    pool = by_words[:4]
+    for e in names:
+        # The page about a name of the claim (else the passage naming it) is a candidate half
+        # however few of the other words it holds ("X and Y are both in Istanbul": Y's page, among
+        # pages that mention Y and Istanbul).
+        pages = [t for t in by_words if mentions(e, contexts[t[2] - 1])]
+        naming = [t for t in by_words if mentions(e, passages[t[2] - 1])]
+        for holder in (pages or naming)[:1]:
+            if holder not in pool:
+                pool.append(holder)
+    for (_, _, n1, w1), (_, _, n2, _) in itertools.combinations(pool, 2):
         # Each passage's best run for the claim by words, then the other's run that adds most of
         # what it lacks (numbers count as what it lacks too).
         lacking = (terms - content_terms(w1.text)) | (claim_numbers - numbers(w1.text))
+        wanted = terms | claim_numbers
         w2 = max(
             windows(passages[n2 - 1]),
-            key=lambda w: (len(lacking & (content_terms(w.text) | numbers(w.text))), -len(w.text)),
+            key=lambda w: (
+                len(lacking & (content_terms(w.text) | numbers(w.text))),
+                len(wanted & (content_terms(w.text) | numbers(w.text))),  # the sentence, not its heading
+                -len(w.text),
+            ),
         )
         adds = lacking & (content_terms(w2.text) | numbers(w2.text))
         own = (terms | claim_numbers) & (content_terms(w1.text) | numbers(w1.text))
@@ -177,8 +193,12 @@ def attribute(
         if not _names_backed(names, both):
             continue
         joint = joint_support(claim, [w1.text, w2.text], RELATION_WORDS, echoed=echoed)
-        if joint > best[0] and joint >= JOINT_THRESHOLD:
-            best = (joint, (Backing(n1, w1), Backing(n2, w2)))
+        # Between pairs that hold the claim equally, the one from the documents about its names.
+        # (Preferring those pages over a better-holding pair let invented claims through: two pages
+        # about the names hold the words of "X is located at a population of 4 mi from Y" too.)
+        about = sum(any(mentions(e, contexts[n - 1]) for e in names) for n in (n1, n2))
+        if joint >= JOINT_THRESHOLD and (joint, about) > (best[0], best_about):
+            best, best_about = (joint, (Backing(n1, w1), Backing(n2, w2))), about
     return best
 
 

@@ -126,12 +126,20 @@ def _initials(words: list[str]) -> str:
     return "".join(w[0] for w in words if w and w[0].isalpha()).lower()
 
 
+_JOINS = re.compile(r"[\s._'’-]+")  # what may stand between the words of a name
+
+
 def mentions(entity: Entity, text: str) -> bool:
     """Whether a text names the entity: the phrase itself (any case, a possessive 's allowed), or
     for an acronym, capitalised words whose initials spell it ("JnJ": "Johnson & Johnson",
     "JOHNSON_JOHNSON")."""
     text = normalize(text).replace("_", " ")  # file names: "JOHNSON_JOHNSON_2022_10K.pdf"
-    phrase = re.escape(normalize(entity.text)).replace(r"\ ", r"[\s-]+")
+    # Words joined by any run of spaces or punctuation: "P. J. O'Rourke", "P J O'Rourke" and the
+    # file name "P_J_O_Rourke.md" name the same person.
+    parts = [re.escape(w) for w in _JOINS.split(normalize(entity.text)) if w]
+    if not parts:
+        return False
+    phrase = _JOINS.pattern.join(parts)
     if re.search(rf"(?<![\w]){phrase}(?![\w])", text, re.IGNORECASE):
         return True
     if entity.kind != "acronym":

@@ -7,7 +7,15 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any
 
-from kb.answer.attribute import Attributed, Backing, check_answer, link_bridge, rests_on_top_sentence
+from kb.answer.attribute import (
+    Attributed,
+    Backing,
+    check_answer,
+    document_name,
+    link_bridge,
+    rests_on_top_sentence,
+)
+from kb.answer.compare import contradicts
 from kb.answer.compose import compose, refusal
 from kb.answer.entities import Entity, mentions
 from kb.answer.gate import MARGIN_POOL, PARTIAL_BAND, judge
@@ -20,6 +28,7 @@ from kb.answer.rank import (
     figures_witness,
     rank_sentences,
     rerank_by_likelihood,
+    same_sentence,
     second_witness,
     supporting_sentences,
     term_weights,
@@ -30,7 +39,7 @@ from kb.errors import ModelNotFound
 from kb.knowledge import KnowledgeBase
 from kb.llm import LLM
 from kb.retrieval import Hit, Retriever
-from kb.text import Span, split_sentences
+from kb.text import content_terms, split_sentences
 
 TOP_SENTENCES = 3  # a model's answer must rest on one of the sentences ranked this high
 FIGURE_ROWS = 2  # most table rows an extractive answer quotes for the measures a question asks for
@@ -219,7 +228,7 @@ class Answerer:
                 for s in answer.sentences:
                     on_sentence(s)
         else:
-            answer = self._generative(question, evidence, ranked, timings, on_token, on_sentence)
+            answer = self._generative(question, evidence, ranked, weights, timings, on_token, on_sentence)
         if verdict.partial:
             answer.partial = True
             answer.note = (PARTIAL + " " + answer.note).strip() + f" ({verdict.reason})"
@@ -234,6 +243,7 @@ class Answerer:
         question: str,
         evidence: Evidence,
         ranked: list[Candidate],
+        weights: dict[str, float],
         timings: dict[str, float],
         on_token: Callable[[str], None] | None,
         on_sentence: Callable[[Sentence], None] | None,
@@ -302,7 +312,7 @@ class Answerer:
             timings["first_token"] = first[0]
         checked = [
             link_bridge(a, question, packed, hits, top) if a.sentence.supported else a
-            for a in check_answer(raw, packed, question)
+            for a in _dated(check_answer(raw, packed, question), question, hits)
         ]
         kept = [a for a in checked if a.sentence.supported]
         # Lexical support alone lets a fluent answer built from an off-question passage through
@@ -313,9 +323,12 @@ class Answerer:
         model = {"text": raw, "accepted": bool(kept) and grounded, "reason": ""}
         if kept and grounded:
             figures = self._figures(evidence, ranked, packed, kept)
-            kept = kept + figures
+            packed, witnesses = _witnesses(evidence, ranked, packed, kept)
+            packed, near = _near_ties(evidence.hits, ranked, packed, kept + witnesses, weights)
+            kept = kept + figures + witnesses + near
             stream.finish(kept)
-            answer = compose(question, kept, [a.sentence for a in checked + figures], packed, "generative")
+            reported = [a.sentence for a in checked + figures + witnesses + near]
+            answer = compose(question, kept, reported, packed, "generative")
             answer.model = model
             return answer
         model["reason"] = _rejection(raw, checked, kept)
@@ -351,8 +364,8 @@ class Answerer:
         rows = evidence.line_items & set(index)
         out = []
         for c in figures_witness(ranked, evidence.hits, ranked[:1], rows, evidence.meanings, FIGURE_ROWS):
-            n = index[evidence.hits[c.n - 1].chunk.id]
-            out.append(Attributed(Sentence(c.reading or c.span.text, (n,), True, 1.0), (Backing(n, c.span),)))
+            hit = evidence.hits[c.n - 1]
+            out.append(_quoted(c, hit, index[hit.chunk.id]))
         return out
 
     def _extractive(self, question: str, evidence: Evidence, ranked: list[Candidate]) -> Answer:
@@ -361,17 +374,90 @@ class Answerer:
         hits = evidence.hits
         chosen = supporting_sentences(ranked, hits, self.extractive_sentences)
         if chosen:
-            chosen += second_witness(ranked, hits, chosen, _wanted_documents(evidence, ranked[0]))
+            cited = {hits[c.n - 1].chunk.doc_id for c in chosen}
+            chosen += second_witness(ranked, hits, cited, _wanted_documents(evidence, ranked[0]))
             if evidence.line_items:
                 chosen += figures_witness(ranked, hits, chosen, evidence.line_items, evidence.meanings, FIGURE_ROWS)
-        picked = []
-        for c in chosen:
-            span = c.span if c.reading else complete_span(hits[c.n - 1].chunk.text, c.span)
-            shown = c.reading or span.text
-            picked.append(
-                Attributed(Sentence(shown, (c.n,), True, 1.0), (Backing(c.n, Span(span.text, span.start, span.end)),))
-            )
+        picked = [_quoted(c, hits[c.n - 1], c.n) for c in chosen]
         return compose(question, picked, [a.sentence for a in picked], hits, "extractive")
+
+
+NEAR_TIES = 1  # most sentences a model's answer quotes from other passages of its best sentence's document
+
+
+def _near_ties(
+    hits: list[Hit], ranked: list[Candidate], packed: list[Hit], kept: list[Attributed], weights: dict[str, float]
+) -> tuple[list[Hit], list[Attributed]]:
+    """The sentences of other passages of the best sentence's document that rank nearly as high
+    (`supporting_sentences`, the same rule as an extractive answer's) and state the question's
+    rarest word, quoted and cited, when the model's answer cites none of their passages: up to
+    NEAR_TIES of them. An answer often spans passages (a figure in one, the definition in the
+    next), and a model that rests its sentence on one passage leaves the reader, and the citation,
+    without the other. A near-tie without that word is about something else of the same page
+    ("Owner: Priya Raman" beside "The data protection officer is Stefan Albers")."""
+    cited = {packed[b.n - 1].chunk.id for a in kept for b in a.backing}
+    quotes = [b.quote.text for a in kept for b in a.backing]
+    rarest = max(weights, key=lambda t: weights[t], default=None)
+    out: list[Attributed] = []
+    for c in supporting_sentences(ranked, hits, 1 + NEAR_TIES)[1:]:
+        hit = hits[c.n - 1]
+        if hit.chunk.id in cited or any(same_sentence(c.span.text, q) for q in quotes):
+            continue
+        if rarest is None or rarest not in content_terms(c.reading or c.span.text):
+            continue
+        packed, n = _citable(packed, hit)
+        out.append(_quoted(c, hit, n))
+    return packed, out
+
+
+def _citable(packed: list[Hit], hit: Hit) -> tuple[list[Hit], int]:
+    """`hit`'s number among the passages an answer cites, added to them when the model's excerpts
+    left it out (it was retrieved all the same)."""
+    n = next((i for i, h in enumerate(packed, start=1) if h.chunk.id == hit.chunk.id), 0)
+    if n:
+        return packed, n
+    return [*packed, hit], len(packed) + 1
+
+
+def _witnesses(
+    evidence: Evidence, ranked: list[Candidate], packed: list[Hit], kept: list[Attributed]
+) -> tuple[list[Hit], list[Attributed]]:
+    """For a question that needs two documents ("Who is older, X or Y?", "the city where X lies"),
+    when the model's answer cites only one of them: the best sentence of the other that states the
+    name it is wanted for (`second_witness`), quoted and cited. A comparison or a bridge rests on
+    both documents, and the answer shows both quotes; the model, having written one sentence about
+    the option it chose, rarely cites the other.
+
+    Returns the passages the answer may cite (`packed`, plus the witnesses' passages when the
+    model's excerpts left them out: they were retrieved all the same) and the quoted witnesses."""
+    hits = evidence.hits
+    cited = {packed[b.n - 1].chunk.doc_id for a in kept for b in a.backing}
+    wanted = _wanted_documents(evidence, ranked[0])
+    first = hits[ranked[0].n - 1]
+    name = next((e.text for e in evidence.names if is_about(first, e)), None)
+    if wanted and name:
+        # The document of the best sentence, about a name of the question, is one of the two,
+        # whichever the model cited.
+        wanted = {first.chunk.doc_id: name, **wanted}
+    # A name the answer's own quotes already state needs no other witness ("... both in Istanbul").
+    quoted = " ".join(b.quote.text + " " + context_of(packed[b.n - 1]) for a in kept for b in a.backing)
+    wanted = {doc: name for doc, name in wanted.items() if not mentions(Entity(name, "name"), quoted)}
+    picks = second_witness(ranked, hits, cited, wanted)
+    if not picks:
+        return packed, []
+    out = []
+    for c in picks:
+        hit = hits[c.n - 1]
+        packed, n = _citable(packed, hit)
+        out.append(_quoted(c, hit, n))
+    return packed, out
+
+
+def _quoted(c: Candidate, hit: Hit, n: int) -> Attributed:
+    """A ranked sentence of passage `hit` as an answer sentence citing it as source `n`: the
+    sentence completed where the split cut it short, or a table row as read under its headers."""
+    span = c.span if c.reading else complete_span(hit.chunk.text, c.span)
+    return Attributed(Sentence(c.reading or span.text, (n,), True, 1.0), (Backing(n, span),))
 
 
 def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
@@ -396,9 +482,15 @@ def _wanted_documents(evidence: Evidence, best: Candidate) -> dict[int, str]:
                 out.setdefault(h.chunk.doc_id, e.text)
                 break
     for name in evidence.hops:
+        # The page of the bridge itself ("Summerlin, Nevada" for Summerlin), not a page whose name
+        # contains it ("Argentine PGA Championship" for Argentine).
         entity = Entity(name, "name")
         for h in hits:
-            if h.chunk.doc_id != first.chunk.doc_id and mentions(entity, h.chunk.title + " " + h.chunk.path):
+            if (
+                h.chunk.doc_id != first.chunk.doc_id
+                and mentions(entity, h.chunk.title + " " + h.chunk.path)
+                and mentions(Entity(document_name(h), "name"), name)
+            ):
                 out.setdefault(h.chunk.doc_id, name)
                 break
     return out
@@ -434,6 +526,19 @@ def _plain(search: Callable[[str, int], list[Hit]], question: str, answerer: Ans
 
     pool = search(question, max(answerer.top_k, MARGIN_POOL))
     return Evidence(list(pool[: answerer.top_k]), pool, extract_entities(question))
+
+
+def _dated(checked: list[Attributed], question: str, hits: list[Hit]) -> list[Attributed]:
+    """The sentences of the model's answer with a date comparison's wrong choice rejected
+    (`kb.answer.compare`): "X was born first" is backed word for word even when the pages about X
+    and Y give X the later year."""
+    out = []
+    for a in checked:
+        s = a.sentence
+        if s.supported and contradicts(s.text, question, hits):
+            a = Attributed(Sentence(s.text, (), False, s.support), (), "the years on the two pages say otherwise")
+        out.append(a)
+    return out
 
 
 def _rejection(raw: str, checked: list[Attributed], kept: list[Attributed]) -> str:

@@ -230,22 +230,23 @@ def supporting_sentences(
         if (
             hits[c.n - 1].chunk.doc_id == doc
             and c.similarity >= best.similarity - margin
-            and all(c.n != x.n and not _same_sentence(c.span.text, x.span.text) for x in chosen)
+            and all(c.n != x.n and not same_sentence(c.span.text, x.span.text) for x in chosen)
         ):
             chosen.append(c)
     return chosen
 
 
 def second_witness(
-    ranked: list[Candidate], hits: list[Hit], chosen: list[Candidate], wanted: dict[int, str]
+    ranked: list[Candidate], hits: list[Hit], cited: set[int], wanted: dict[int, str]
 ) -> list[Candidate]:
     """For a question that needs two documents (a second name, a bridge), the best-ranked sentence of
-    each other document in `wanted` (doc id -> the name it was wanted for) that states that name.
+    each document in `wanted` (doc id -> the name it was wanted for) that the answer does not cite
+    yet (`cited`: doc ids) and that states that name.
 
     "Who is older, X or Y?" is answered by one sentence about X and one about Y; "the population of
     the city where X lies" by X's passage and the city's. The first document's sentences alone
     cite one of the two."""
-    have = {hits[c.n - 1].chunk.doc_id for c in chosen}
+    have = set(cited)
     out = []
     for doc, name in wanted.items():
         if doc in have:
@@ -293,7 +294,7 @@ def figures_witness(
     for *_, c in sorted(scored, key=lambda t: t[:3]):
         if len(out) >= most:
             break
-        if all(not _same_sentence(c.span.text, t) for t in seen):
+        if all(not same_sentence(c.span.text, t) for t in seen):
             out.append(c)
             seen.append(c.span.text)
     return out
@@ -303,7 +304,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-def _same_sentence(a: str, b: str) -> bool:
+def same_sentence(a: str, b: str) -> bool:
     """Whether one sentence repeats the other's words: overlapping chunks repeat their edges,
     whole or cut off ("Up to 5 days of unused leave" at the end of one chunk)."""
     ta, tb = content_terms(a), content_terms(b)
