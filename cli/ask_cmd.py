@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
-from typing import Annotated
+import threading
+from typing import Annotated, Any
 
 import typer
 
@@ -110,7 +112,12 @@ def ask(
         unread = unread_summary(base.store.unread_counts())
         prepare_embedder(base.embedder, quiet=json_out)
         with spinner("loading the language model" if not extractive else "searching", enabled=not json_out) as status:
+            # The embedding model's session starts while the language model loads (both in native
+            # code); the search waits for it, so the embedder is never used from two threads.
+            warm = threading.Thread(target=_warm_up, args=(base.embedder,), daemon=True)
+            warm.start()
             answerer = Answerer.for_kb(base, extractive=extractive)
+            warm.join()
             status.update("searching and answering")
             answer = answerer.ask(question, extractive=extractive)
     for warning in answerer.warnings:  # after the spinner, which would overwrite a line written under it
@@ -202,3 +209,10 @@ def why_partial(answerability: float | None, min_answerability: float) -> str:
         f"{text} With `kb ask --min-answerability` (or the setting) at {full:.2f} or below such a question is "
         f"answered in full; at {refuse:.2f} or above it is refused."
     )
+
+
+def _warm_up(embedder: Any) -> None:
+    """Start the embedding model's session. A failure is left for the search to report: it meets
+    the same error on the main thread, with kb's message."""
+    with contextlib.suppress(Exception):  # reported by the search that follows
+        embedder.embed(["warm up"])
