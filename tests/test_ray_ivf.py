@@ -1,10 +1,16 @@
 """Large indexes on Ray (kb/shards.py, kb/distributed.py): one IVF index trained once, its shards
 added on workers and merged in order, is the index a single process builds; `kb ingest --engine
-ray` past the IVF threshold builds it so and records the layout."""
+ray` past the IVF threshold builds it so and records the layout; and a driver killed mid-ingest
+leaves a knowledge base that answers, which a re-run completes."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +19,10 @@ import pytest
 from bench.ray_ivf import clustered
 from kb.indexer import ingest
 from kb.knowledge import KnowledgeBase, read_index_layout
+from kb.retrieval import Retriever
 from kb.shards import Merger, add_shard, deserialize, pieces, serialize, trained
 from kb.vectors import VectorIndex, add_in_batches, build_ivf, default_nprobe, ivf_lists, with_direct_map
-from tests.kbproc import kb_env, run_kb
+from tests.kbproc import kb_cmd, kb_env, run_kb, wait_for
 from tests.test_distributed import QUESTIONS, _assert_same, _snapshot, _write
 
 DIM = 32
@@ -105,6 +112,17 @@ def _corpus(folder: Path, files: int) -> Path:
     return folder
 
 
+def _assert_same_kb(a: dict, b: dict) -> None:
+    """Two knowledge bases hold the same (tests/test_distributed.py) and rank the same, up to the order of
+    passages whose scores tie exactly (the hashing fake embedder makes many: their order follows ids)."""
+    _assert_same({**a, "searches": []}, {**b, "searches": []})
+    for hits_a, hits_b in zip(a["searches"], b["searches"], strict=True):
+        assert [h[-1] for h in hits_a] == [h[-1] for h in hits_b]  # the same scores, rank by rank
+        # The same passages above the lowest score shown; a tie at that score may be cut at k differently.
+        lowest = hits_a[-1][-1] if hits_a else None
+        assert {h for h in hits_a if h[-1] != lowest} == {h for h in hits_b if h[-1] != lowest}
+
+
 def _kb_settings(settings, home: Path, **extra):
     return settings.with_overrides(home=home, embed_model="fake:", exact_search_max=400, **extra)
 
@@ -148,7 +166,7 @@ def test_kb_ingest_on_ray_builds_the_ivf_index_in_shards(ray_cluster, tmp_path, 
             local = _snapshot(kb)
         with KnowledgeBase(_kb_settings(settings, home, **exhaustive)) as kb:
             assert kb.vectors.kind == "ivf"
-            _assert_same(local, _snapshot(kb))
+            _assert_same_kb(local, _snapshot(kb))
 
     both()
     (docs / "part0" / "memo-00.md").unlink()
@@ -157,3 +175,57 @@ def test_kb_ingest_on_ray_builds_the_ivf_index_in_shards(ray_cluster, tmp_path, 
     again = run_kb(_env(tmp_path, home), "ingest", docs, *_ray_args(ray_cluster), timeout=300)
     assert again.returncode == 0, again.stderr
     both()
+
+
+# --- the driver killed mid-ingest --------------------------------------------------------------
+
+
+def _stored(home: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{home / 'kb.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL and /proc")
+def test_a_killed_ray_driver_leaves_a_working_kb_and_a_rerun_completes(ray_cluster, tmp_path, settings):
+    """SIGKILL `kb ingest --engine ray` once some files are stored: the knowledge base opens and
+    `kb search` answers, and the same command again gives the knowledge base a clean build gives."""
+    files = 30
+    docs = _corpus(tmp_path / "docs", files)
+    home = tmp_path / "killed-kb"
+    env = {**_env(tmp_path, home), "KB_EMBED_MODEL": "fake:delay=0.01"}  # slow enough to be caught mid-run
+    driver = subprocess.Popen(
+        kb_cmd("ingest", docs, *_ray_args(ray_cluster), "--quiet"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert wait_for(lambda: _stored(home) >= 3 or driver.poll() is not None, timeout=180, step=0.01)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.communicate(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == -signal.SIGKILL
+    stored = _stored(home)
+    assert 3 <= stored < files, f"{stored} of {files} files stored: the kill did not land mid-run"
+
+    search = run_kb(env, "search", "leave policy", "--json")
+    assert search.returncode == 0, search.stderr
+    assert json.loads(search.stdout)["hits"], "the knowledge base left behind does not answer"
+
+    rerun = run_kb(env, "ingest", docs, *_ray_args(ray_cluster), timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    with KnowledgeBase(_kb_settings(settings, tmp_path / "clean", ivf_nprobe=10**6), write=True) as kb:
+        ingest(kb, [docs])
+        clean = _snapshot(kb)
+    with KnowledgeBase(_kb_settings(settings, home, ivf_nprobe=10**6)) as kb:
+        _assert_same_kb(clean, _snapshot(kb))
+        assert Retriever(kb).search("leave policy", k=3)
