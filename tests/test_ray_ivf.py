@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from kb.knowledge import KnowledgeBase, read_index_layout
 from kb.retrieval import Retriever
 from kb.shards import Merger, add_shard, deserialize, pieces, serialize, trained
 from kb.vectors import VectorIndex, add_in_batches, build_ivf, default_nprobe, ivf_lists, with_direct_map
-from tests.kbproc import kb_cmd, kb_env, run_kb, wait_for
+from tests.kbproc import kb_cmd, kb_env, run_kb, stored_documents, wait_for
 from tests.test_distributed import QUESTIONS, _assert_same, _snapshot, _write
 
 DIM = 32
@@ -180,17 +179,6 @@ def test_kb_ingest_on_ray_builds_the_ivf_index_in_shards(ray_cluster, tmp_path, 
 # --- the driver killed mid-ingest --------------------------------------------------------------
 
 
-def _stored(home: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{home / 'kb.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SIGKILL and /proc")
 def test_a_killed_ray_driver_leaves_a_working_kb_and_a_rerun_completes(ray_cluster, tmp_path, settings):
     """SIGKILL `kb ingest --engine ray` once some files are stored: the knowledge base opens and
@@ -207,14 +195,14 @@ def test_a_killed_ray_driver_leaves_a_working_kb_and_a_rerun_completes(ray_clust
         text=True,
     )
     try:
-        assert wait_for(lambda: _stored(home) >= 3 or driver.poll() is not None, timeout=180, step=0.01)
+        assert wait_for(lambda: stored_documents(home) >= 3 or driver.poll() is not None, timeout=180, step=0.01)
         os.kill(driver.pid, signal.SIGKILL)
         driver.communicate(timeout=30)
     finally:
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == -signal.SIGKILL
-    stored = _stored(home)
+    stored = stored_documents(home)
     assert 3 <= stored < files, f"{stored} of {files} files stored: the kill did not land mid-run"
 
     search = run_kb(env, "search", "leave policy", "--json")
