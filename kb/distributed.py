@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from kb.isolation import ParseWorker
     from kb.knowledge import KnowledgeBase
     from kb.summarize import Summarizer, Summary, SummaryOptions
-    from kb.vectors import IvfBuilder
 
 T = TypeVar("T")
 Outcome = ParsedChunks | str  # parsed chunks, or the one-line reason the file failed
@@ -384,16 +383,18 @@ class RayEngine:
             )
             yield from merge(items, rows)
 
-    @property
-    def build_ivf(self) -> IvfBuilder:
-        """Builds the IVF index when the knowledge base switches to one (kb.vectors.IvfBuilder): shards
-        added on this engine's cluster, merged on the driver."""
+    def build_ivf(self, dim: int, vectors: np.ndarray, ids: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """The IVF index when the knowledge base switches to one (a kb.vectors.IvfBuilder): shards added
+        on this engine's cluster, merged here. If the cluster fails, the same index is built here
+        instead, and its layout says why: every file is stored by then, and the index is a cache."""
+        from kb.vectors import local_ivf
 
-        def build(dim: int, vectors: np.ndarray, ids: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        try:
             with _session(self.address) as ray:
                 return build_ivf_on_ray(ray, dim, vectors, ids, self.workers, self.cpus_per_worker)
-
-        return build
+        except Exception as exc:  # any cluster failure: the local build is the same index
+            index, layout = local_ivf(dim, vectors, ids)
+            return index, {**layout, "built_on": f"driver (Ray failed: {_one_line(exc)})"}
 
 
 # --- kb summarize ----------------------------------------------------------------------------

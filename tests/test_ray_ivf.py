@@ -98,6 +98,21 @@ def test_ivf_shards_on_ray_equal_the_local_build(ray_cluster):
     assert remote.remove_ids(ids[:100]) == 100  # it has the direct map sync needs
 
 
+def test_a_failed_cluster_builds_the_same_index_on_the_driver(ray_cluster, monkeypatch):
+    import kb.distributed
+    from kb.distributed import RayEngine
+
+    def lost(*args, **kwargs):
+        raise RuntimeError("the cluster went away")
+
+    monkeypatch.setattr(kb.distributed, "build_ivf_on_ray", lost)
+    x, ids, _ = _data(2000)
+    index, layout = RayEngine(workers=2).build_ivf(DIM, x, ids)
+    assert _lists(index) == _lists(build_ivf(DIM, x, ids))
+    assert layout["built_on"] == "driver (Ray failed: RuntimeError: the cluster went away)"
+    assert layout["shards"] == 1
+
+
 # --- kb ingest --engine ray past the IVF threshold -----------------------------------------------
 
 IVF_ENV = {"KB_EXACT_SEARCH_MAX": "400"}  # IVF from 400 chunks, not 200,000
