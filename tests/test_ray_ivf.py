@@ -43,7 +43,7 @@ def _top(index, queries: np.ndarray, nprobe: int) -> list[list[int]]:
 def _data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.vstack([clustered(7, c, 1000, DIM, 40) for c in range(-(-n // 1000))])[:n]
     ids = np.arange(n, dtype=np.int64) * 3 + 11  # not row numbers: ids must travel with their vectors
-    return x, ids, clustered(8, 0, 50, DIM, 40)
+    return x, ids, clustered(7, 0, 50, DIM, 40, stream=2)
 
 
 def test_shards_merged_in_order_are_the_single_process_index():
