@@ -22,7 +22,7 @@ from kb.retrieval import Retriever
 from kb.shards import Merger, add_shard, deserialize, pieces, serialize, trained
 from kb.vectors import VectorIndex, add_in_batches, build_ivf, default_nprobe, ivf_lists, with_direct_map
 from tests.kbproc import kb_cmd, kb_env, run_kb, stored_documents, wait_for
-from tests.test_distributed import QUESTIONS, _assert_same, _snapshot, _write
+from tests.test_distributed import QUESTIONS, _assert_same, _ray_workers, _snapshot, _write
 
 DIM = 32
 
@@ -211,6 +211,7 @@ def test_a_killed_ray_driver_leaves_a_working_kb_and_a_rerun_completes(ray_clust
     )
     try:
         assert wait_for(lambda: stored_documents(home) >= 3 or driver.poll() is not None, timeout=180, step=0.01)
+        workers = _ray_workers()
         os.kill(driver.pid, signal.SIGKILL)
         driver.communicate(timeout=30)
     finally:
@@ -219,6 +220,8 @@ def test_a_killed_ray_driver_leaves_a_working_kb_and_a_rerun_completes(ray_clust
     assert driver.returncode == -signal.SIGKILL
     stored = stored_documents(home)
     assert 3 <= stored < files, f"{stored} of {files} files stored: the kill did not land mid-run"
+    assert workers, "no Ray worker of the driver was found"
+    assert wait_for(lambda: not set(workers) & set(_ray_workers()), timeout=60), "the dead driver's workers run on"
 
     search = run_kb(env, "search", "leave policy", "--json")
     assert search.returncode == 0, search.stderr
