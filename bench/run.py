@@ -44,7 +44,19 @@ if __name__ == "__main__":
     sys.path[0] = str(REPO)
 
 # These run first, in this order; any other module of bench/ with a run_section follows.
-SECTIONS = ("embed", "quality", "ingest", "ingest_formats", "ray_ingest", "warm", "cold", "llm", "weights", "scale")
+SECTIONS = (
+    "embed",
+    "quality",
+    "ingest",
+    "ingest_formats",
+    "ray_ingest",
+    "ray_ivf",
+    "warm",
+    "cold",
+    "llm",
+    "weights",
+    "scale",
+)
 NOT_SECTIONS = {"__init__", "run", "common"}
 
 
@@ -88,6 +100,7 @@ def parse(argv: list[str], mods: dict[str, ModuleType]) -> argparse.Namespace:
         "mostly fit one chunk)",
     )
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON lines file the result is appended to")
+    p.add_argument("--no-save", action="store_true", help="print the report only; append nothing to --out")
     for mod in mods.values():
         if hasattr(mod, "add_arguments"):
             mod.add_arguments(p)
@@ -143,6 +156,8 @@ def main(argv: list[str]) -> None:
     print(report(res, mods))
     for name, error in res.get("errors", {}).items():
         print(f"\nsection {name} FAILED: {error}")
+    if o.no_save:
+        return
     with open(o.out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(res) + "\n")
     print(f"\nappended to {o.out}", file=sys.stderr)

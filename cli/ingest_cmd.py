@@ -118,7 +118,8 @@ def ingest(
     With --engine ray the workers of a Ray cluster read the files (every path must be readable
     at the same place on every node: a shared filesystem), parse them with the same time and
     memory limits, chunk and embed them; this process plans, stores and reports as usual, and
-    the knowledge base is the same as a local run's.
+    the knowledge base is the same as a local run's. When the collection passes the size at
+    which the vector index becomes IVF (exact_search_max), the workers also build its shards.
 
     Access groups (for `kb serve` tokens): --group NAME puts every document under PATHS in
     group NAME, now and on every later sync; a `.kbgroups` file (one name per line) in a folder

@@ -8,6 +8,11 @@ time and memory limits as a local run), chunked and embedded there. The chunks a
 stream back and the driver stores them file by file, in the same transactions as a local run,
 so the knowledge base is the one a local run builds.
 
+When the collection passes the size at which kb switches to an IVF index, the driver trains the
+IVF quantizer once, on a sample, and Ray workers (`ShardWorker`) add the vectors, in pieces, to
+copies of that trained empty index; the driver merges the shards in order (kb/shards.py), so the
+index is the one a local build makes, and the manifest records the layout.
+
 `kb summarize --engine ray` sends the files without a cached summary to actors that each load the
 LLM once; the summaries come back to the driver, which caches them and makes the overview.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import pickle
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -219,6 +225,81 @@ class ParseEmbedWorker:
             parser.close()
 
 
+class ShardWorker:
+    """A Ray actor that adds pieces of the vectors to copies of one trained IVF index (kb/shards.py)."""
+
+    def __init__(self, threads: int = 1) -> None:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+
+    def add(self, empty: np.ndarray, ids: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The trained empty index (serialised) with these vectors added under their ids, serialised."""
+        from kb.shards import add_shard
+
+        return add_shard(empty, ids, vectors)
+
+
+def shards_on_ray(
+    ray: Any,
+    actor: type,
+    calls: Iterable[tuple[Any, ...]],
+    workers: int | None = None,
+    cpus: int = 1,
+    method: str = "add",
+    in_flight: int = 2,
+) -> Iterator[Any]:
+    """The results of `actor.method(*call)` for each call, in the calls' order, on `workers` actors.
+
+    Call i goes to actor i mod workers, and at most `in_flight` calls per actor are submitted
+    ahead of the one awaited, so the inputs and shards held by the object store stay bounded
+    while every actor has its next piece ready. A call that fails (its actor died) is retried on
+    the restarted actor, up to ACTOR_RETRIES times.
+    """
+    wanted = worker_count(ray, workers, cpus)
+    remote = ray.remote(num_cpus=cpus, max_restarts=ACTOR_RETRIES, max_task_retries=ACTOR_RETRIES)(actor)
+    pool = [remote.remote(cpus) for _ in range(wanted)]
+    pending: deque[Any] = deque()
+    try:
+        for i, call in enumerate(calls):
+            pending.append(getattr(pool[i % wanted], method).remote(*call))
+            if len(pending) > wanted * in_flight:
+                yield ray.get(pending.popleft())
+        while pending:
+            yield ray.get(pending.popleft())
+    finally:
+        for handle in pool:
+            ray.kill(handle)
+
+
+def build_ivf_on_ray(
+    ray: Any,
+    dim: int,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    workers: int | None = None,
+    cpus: int = 1,
+    piece: int | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The IVF index over these vectors (kb.vectors.build_ivf's), its shards added on Ray workers; and its layout.
+
+    The quantizer is trained here, on the sample a local build takes, so the index is the local one.
+    """
+    from kb.shards import PIECE_VECTORS, Merger, pieces, serialize
+    from kb.vectors import ivf_layout, ivf_lists, ivf_sample_rows, train_ivf
+
+    nlist = ivf_lists(len(ids))
+    rows = ivf_sample_rows(len(ids), nlist)
+    empty = train_ivf(dim, vectors if rows is None else vectors[rows], nlist)
+    empty_ref = ray.put(serialize(empty))
+    calls = ((empty_ref, ids[a:b], vectors[a:b]) for a, b in pieces(len(ids), piece or PIECE_VECTORS))
+    used = worker_count(ray, workers, cpus)
+    merger = Merger(empty).add_all(shards_on_ray(ray, ShardWorker, calls, used, cpus))
+    index = merger.result()
+    trained_on = len(ids) if rows is None else len(rows)
+    return index, ivf_layout(index, trained_on, merger.shards, built_on=f"ray ({used} workers)")
+
+
 # --- the engine ------------------------------------------------------------------------------
 
 
@@ -240,6 +321,11 @@ def _session(address: str | None) -> Iterator[Any]:
             ray.shutdown()
 
 
+def worker_count(ray: Any, workers: int | None, cpus: int) -> int:
+    """The workers asked for, or (None) as many as the cluster's CPUs hold at `cpus` each."""
+    return workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+
+
 def _map_jobs(
     ray: Any, jobs: list[ParseJob], actor: type, config: Any, workers: int | None, cpus: int, per_batch: int
 ) -> Iterator[dict[str, Any]]:
@@ -247,7 +333,7 @@ def _map_jobs(
     from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False  # kb's own bar reports files as they are done
-    wanted = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
+    wanted = worker_count(ray, workers, cpus)
     rows = job_rows(jobs)
     blocks = max(1, -(-len(rows) // per_batch))
     dataset = ray.data.from_items(rows, override_num_blocks=blocks)
@@ -296,6 +382,19 @@ class RayEngine:
                 ray, jobs, ParseEmbedWorker, config, self.workers, self.cpus_per_worker, self.files_per_batch
             )
             yield from merge(items, rows)
+
+    def build_ivf(self, dim: int, vectors: np.ndarray, ids: np.ndarray) -> tuple[Any, dict[str, Any]]:
+        """The IVF index when the knowledge base switches to one (a kb.vectors.IvfBuilder): shards added
+        on this engine's cluster, merged here. If the cluster fails, the same index is built here
+        instead, and its layout says why: every file is stored by then, and the index is a cache."""
+        from kb.vectors import local_ivf
+
+        try:
+            with _session(self.address) as ray:
+                return build_ivf_on_ray(ray, dim, vectors, ids, self.workers, self.cpus_per_worker)
+        except Exception as exc:  # any cluster failure: the local build is the same index
+            index, layout = local_ivf(dim, vectors, ids)
+            return index, {**layout, "built_on": f"driver (Ray failed: {_one_line(exc)})"}
 
 
 # --- kb summarize ----------------------------------------------------------------------------

@@ -454,7 +454,8 @@ def ingest(
     for old_path in sorted(vanished):
         kb.vectors.remove(kb.store.remove_document(old_path))
         emit(FileResult(old_path, "removed"), count=False)
-    kb.save_vectors()
+    # An engine that can build the IVF index on its cluster does, when one becomes due.
+    kb.save_vectors(build=getattr(engine, "build_ivf", None))
     _remember_unread(kb, report, files, folders, unreadable)
     report.seconds = time.monotonic() - started
     return report

@@ -15,7 +15,7 @@ from kb.config import Settings
 from kb.embeddings import Embedder, load_embedder
 from kb.errors import KBDamaged, KBEmpty, KBLocked, KBNotFound, ManifestMismatch
 from kb.store import Store
-from kb.vectors import IndexPolicy, VectorIndex
+from kb.vectors import IndexPolicy, IvfBuilder, VectorIndex
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -135,8 +135,12 @@ class KnowledgeBase:
         """Search with `index` from now on (a server shares one loaded index among its readers)."""
         self._vectors = index
 
-    def save_vectors(self) -> None:
-        """Persist the FAISS cache (writers only), stamped with the store generation it matches."""
+    def save_vectors(self, build: IvfBuilder | None = None) -> None:
+        """Persist the FAISS cache (writers only), stamped with the store generation it matches.
+
+        An IVF index that becomes due is made by `build` (default: in this process); the manifest
+        records how the index was built (its "vector_index" key).
+        """
         if self._vectors is not None and self.write:
             generation = self.store.generation()
             if self._vectors.size != self.store.counts()["chunks"]:
@@ -144,7 +148,9 @@ class KnowledgeBase:
                 # error): never stamp a cache that lags the store as current; rebuild it instead.
                 policy = IndexPolicy.from_settings(self.settings)
                 self._vectors = VectorIndex.rebuild(self.store, self.manifest.dim, policy)
-            self._vectors.save(self.folder, generation)
+            self._vectors.save(self.folder, generation, build)
+            if read_index_layout(self.folder) != self._vectors.layout:
+                write_index_layout(self.folder, self._vectors.layout)
 
     def close(self) -> None:
         """Save what needs saving and release the lock."""
@@ -265,6 +271,32 @@ def write_fusion(folder: Path, record: dict[str, Any] | None) -> None:
         data.pop("fusion", None)
     else:
         data["fusion"] = record
+    _write_json_atomic(path, data)
+
+
+def read_index_layout(folder: Path) -> dict[str, Any] | None:
+    """How the vector index was built, as the manifest records it ("vector_index"), or None."""
+    try:
+        record = json.loads((folder / MANIFEST_FILE).read_text()).get("vector_index")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_index_layout(folder: Path, layout: dict[str, Any]) -> None:
+    """Record the vector index's layout (kb.vectors.ivf_layout) in the manifest, keeping every other field.
+
+    Advisory, like "fusion": the index file itself is what is searched, so an unreadable manifest
+    (which `kb check` reports) is left as it is. Call it holding the writer lock.
+    """
+    path = folder / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict):
+        return
+    data["vector_index"] = layout
     _write_json_atomic(path, data)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,12 @@ from kb.store import Store
 INDEX_FILE = "vectors.faiss"
 STATE_FILE = "vectors.json"
 KINDS = ("auto", "flat", "ivf")
+FLAT_LAYOUT = {"kind": "flat"}
+SAMPLE_PER_LIST = 50  # training vectors per IVF list
+
+# Builds the IVF index over (dim, vectors, ids) and says how (its layout, recorded in the manifest):
+# `local_ivf` in this process, or shards on a Ray cluster (kb/distributed.py, RayEngine.build_ivf).
+IvfBuilder = Callable[[int, np.ndarray, np.ndarray], tuple[Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class VectorIndex:
         self.dim = dim
         self.policy = policy or IndexPolicy()
         self.index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.layout: dict[str, Any] = dict(FLAT_LAYOUT)  # how the index was built (ivf_layout)
 
     @property
     def kind(self) -> str:
@@ -176,13 +183,19 @@ class VectorIndex:
             for row_ids, row_scores in zip(ids, scores, strict=True)
         ]
 
-    def fit_policy(self) -> bool:
-        """Switch between exact and IVF when the size calls for it (the policy); returns whether it switched."""
+    def fit_policy(self, build: IvfBuilder | None = None) -> bool:
+        """Switch between exact and IVF when the size calls for it (the policy); returns whether it switched.
+
+        `build` makes the IVF index (default `local_ivf`, in this process).
+        """
         want_ivf = self.policy.wants_ivf(self.size, _is_ivf(self.index))
         if want_ivf == _is_ivf(self.index):
             return False
         ids, vectors = self._all()
-        self.index = build_ivf(self.dim, vectors, ids) if want_ivf else _flat(self.dim, vectors, ids)
+        if want_ivf:
+            self.index, self.layout = (build or local_ivf)(self.dim, vectors, ids)
+        else:
+            self.index, self.layout = _flat(self.dim, vectors, ids), dict(FLAT_LAYOUT)
         return True
 
     def _all(self) -> tuple[np.ndarray, np.ndarray]:
@@ -191,16 +204,23 @@ class VectorIndex:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
         return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
-    def save(self, folder: Path, generation: int) -> None:
-        """Write the index and its generation atomically (temp file, then rename), switching type first if due."""
+    def save(self, folder: Path, generation: int, build: IvfBuilder | None = None) -> None:
+        """Write the index and its generation atomically (temp file, then rename), switching type first if due
+        (an IVF index made by `build`, default `local_ivf`)."""
         import faiss
 
-        self.fit_policy()
+        self.fit_policy(build)
         tmp = folder / (INDEX_FILE + ".tmp")
         faiss.write_index(self.index, str(tmp))
         os.replace(tmp, folder / INDEX_FILE)
         state_tmp = folder / (STATE_FILE + ".tmp")
-        state = {"generation": generation, "count": self.size, "dim": self.dim, "kind": self.kind}
+        state = {
+            "generation": generation,
+            "count": self.size,
+            "dim": self.dim,
+            "kind": self.kind,
+            "layout": self.layout,
+        }
         state_tmp.write_text(json.dumps(state))
         os.replace(state_tmp, folder / STATE_FILE)
 
@@ -222,6 +242,7 @@ class VectorIndex:
             vi.dim = dim
             vi.policy = policy or _configured_policy()
             vi.index = faiss.read_index(str(index_file))
+            vi.layout = state.get("layout") or {"kind": vi.kind}
             if json.loads(state_file.read_text()) != state or vi.size != state.get("count") or vi.index.d != dim:
                 return None
             return vi, state
@@ -268,24 +289,69 @@ def _flat(dim: int, vectors: np.ndarray, ids: np.ndarray) -> Any:
     return index
 
 
-def build_ivf(dim: int, vectors: np.ndarray, ids: np.ndarray, nlist: int | None = None, seed: int = 0) -> Any:
-    """An IVF-Flat inner-product index over the vectors, trained on (a sample of) them."""
+def ivf_sample_rows(n: int, nlist: int, seed: int = 0) -> np.ndarray | None:
+    """Which of n vectors train an IVF of nlist lists (in training order), or None for all of them.
+
+    SAMPLE_PER_LIST (50) points per list trains well (FAISS warns below 39) and keeps k-means quick at 1M vectors.
+    """
+    sample = min(n, nlist * SAMPLE_PER_LIST)
+    return np.random.default_rng(seed).choice(n, sample, replace=False) if sample < n else None
+
+
+def train_ivf(dim: int, sample: np.ndarray, nlist: int, seed: int = 0) -> Any:
+    """An empty IVF-Flat inner-product index of nlist lists, its quantizer trained on `sample`.
+
+    It has no direct map yet: shards of it are merged first (kb/shards.py), then given one.
+    """
     import faiss
 
-    n = len(vectors)
-    nlist = nlist or ivf_lists(n)
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     index.cp.niter = 20
-    # 50 points per list trains well (FAISS warns below 39) and keeps k-means quick at 1M vectors.
-    sample = min(n, nlist * 50)
-    rows = np.random.default_rng(seed).choice(n, sample, replace=False) if sample < n else slice(None)
-    index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
-    # A hash-table direct map lets vectors be read back by id and removed.
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
-    for start in range(0, n, 100_000):
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return index
+
+
+def add_in_batches(index: Any, ids: np.ndarray, vectors: np.ndarray, batch: int = 100_000) -> None:
+    """Add vectors under their ids, a batch at a time (the float32 copy stays small)."""
+    for start in range(0, len(ids), batch):
         index.add_with_ids(
-            np.ascontiguousarray(vectors[start : start + 100_000], dtype=np.float32),
-            ids[start : start + 100_000].astype(np.int64),
+            np.ascontiguousarray(vectors[start : start + batch], dtype=np.float32),
+            np.asarray(ids[start : start + batch], dtype=np.int64),
         )
+
+
+def with_direct_map(index: Any) -> Any:
+    """The IVF index given a hash-table direct map, so vectors can be read back by id and removed."""
+    import faiss
+
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+    return index
+
+
+def ivf_layout(index: Any, trained_on: int, shards: int = 1, built_on: str = "driver") -> dict[str, Any]:
+    """How an IVF index was built, as the manifest records it (its "vector_index" key)."""
+    return {
+        "kind": "ivf",
+        "lists": int(index.nlist),
+        "vectors_at_build": int(index.ntotal),
+        "trained_on": trained_on,
+        "shards": shards,
+        "built_on": built_on,
+    }
+
+
+def local_ivf(dim: int, vectors: np.ndarray, ids: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """The IVF index built in this process (an IvfBuilder), and its layout."""
+    index = build_ivf(dim, vectors, ids)
+    return index, ivf_layout(index, trained_on=min(len(ids), int(index.nlist) * SAMPLE_PER_LIST))
+
+
+def build_ivf(dim: int, vectors: np.ndarray, ids: np.ndarray, nlist: int | None = None, seed: int = 0) -> Any:
+    """An IVF-Flat inner-product index over the vectors, trained on (a sample of) them."""
+    n = len(vectors)
+    nlist = nlist or ivf_lists(n)
+    rows = ivf_sample_rows(n, nlist, seed)
+    index = with_direct_map(train_ivf(dim, vectors if rows is None else vectors[rows], nlist, seed))
+    add_in_batches(index, ids, vectors)
     return index

@@ -70,3 +70,15 @@ def kb_of(settings, fake_embedder, tmp_path):
             yield base
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray of two CPUs, started on first use and shut down at the end of the session."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
+    yield ray
+    ray.shutdown()

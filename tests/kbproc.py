@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -55,6 +56,18 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0, step: float =
             return True
         time.sleep(step)
     return False
+
+
+def stored_documents(home: Path) -> int:
+    """How many documents the knowledge base at `home` holds (read-only; 0 if it cannot be read yet)."""
+    try:
+        db = sqlite3.connect(f"file:{home / 'kb.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
 
 
 def children(pid: int) -> list[int]:

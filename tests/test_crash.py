@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from kb.isolation import ParsedChunks, ParseJob, ParsePool, ParseWorker, parse_a
 from kb.knowledge import KnowledgeBase
 from kb.rebuild import leftover_folders
 from kb.retrieval import Retriever
-from tests.kbproc import REPO, alive, children, kb_env, run_kb, sigkill, start_kb, wait_for
+from tests.kbproc import REPO, alive, children, kb_env, run_kb, sigkill, start_kb, stored_documents, wait_for
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and RLIMIT_AS")
 
@@ -217,27 +216,16 @@ def _clean_build(settings, docs) -> dict[str, tuple]:
     return _snapshot(settings)
 
 
-def _stored_documents(home) -> int:
-    try:
-        db = sqlite3.connect(f"file:{home / 'kb.sqlite'}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(db.execute("SELECT count(*) FROM documents").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
-
-
 def _kill_ingest(env, docs, when: str, wait: float) -> tuple[subprocess.Popen, list[int]]:
     """Start `kb ingest` and SIGKILL it `wait` s after `when`: "start", "manifest" (the KB folder exists)
     or "commit" (the next document is stored)."""
     home = _settings(env).home
-    stored = _stored_documents(home)
+    stored = stored_documents(home)
     proc = start_kb(env, "ingest", docs, "--quiet")
     if when == "manifest":
         wait_for(lambda: (home / "manifest.json").exists() or proc.poll() is not None, timeout=60)
     elif when == "commit":
-        wait_for(lambda: _stored_documents(home) > stored or proc.poll() is not None, timeout=60, step=0.005)
+        wait_for(lambda: stored_documents(home) > stored or proc.poll() is not None, timeout=60, step=0.005)
     time.sleep(wait)
     workers = children(proc.pid)
     if proc.poll() is None:

@@ -1,5 +1,5 @@
 """`kb ingest --engine ray` (kb/distributed.py): the merging logic without Ray, then real builds
-on a local Ray (`ray.init(num_cpus=2)`, once for this module) compared with local builds."""
+on a local Ray (`ray.init(num_cpus=2)`, the `ray_cluster` fixture) compared with local builds."""
 
 from __future__ import annotations
 
@@ -180,15 +180,6 @@ def test_unknown_engine_is_refused(corpus):
 
 
 # --- on a local Ray ----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20)
-    yield ray
-    ray.shutdown()
 
 
 def test_ray_build_and_sync_equal_local(ray_cluster, corpus, settings):
