@@ -152,18 +152,24 @@ def test_the_model_reads_an_excerpt_and_its_answer_is_verified_against_the_passa
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa")
 
 
-def test_a_model_answer_to_a_choice_question_also_quotes_the_other_options_document(kb_of):
-    files = {
-        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
-        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
-        "leave.txt": "Annual leave. Full-time employees receive 28 days of paid annual leave per year.",
-    }
-    question = "Who was born first, Ada Lovelace or Grace Hopper?"
+PIONEERS = {
+    "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
+    "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
+}
+
+
+def _ask_who_was_born_first(kb_of, reply: str, files: dict[str, str] = PIONEERS, top_k: int = 2):
+    """The answer to "Who was born first, Ada Lovelace or Grace Hopper?" when the model replies `reply`."""
     with kb_of(files) as base:
-        # The model writes one sentence about the option it chose, backed by that option's page.
-        llm = ScriptedLLM(["Ada Lovelace was born first, on 10 December 1815."])
-        answerer = Answerer(Retriever(base), llm, top_k=3, min_relevance=0.0, min_answerability=0.0)
-        ans = answerer.ask(question)
+        llm = ScriptedLLM([reply])
+        answerer = Answerer(Retriever(base), llm, top_k=top_k, min_relevance=0.0, min_answerability=0.0)
+        return answerer.ask("Who was born first, Ada Lovelace or Grace Hopper?")
+
+
+def test_a_model_answer_to_a_choice_question_also_quotes_the_other_options_document(kb_of):
+    leave = {"leave.txt": "Annual leave. Full-time employees receive 28 days of paid annual leave per year."}
+    # The model writes one sentence about the option it chose, backed by that option's page.
+    ans = _ask_who_was_born_first(kb_of, "Ada Lovelace was born first, on 10 December 1815.", PIONEERS | leave, 3)
     assert ans.mode == "generative"
     assert ans.sentences[0].text.startswith("Ada Lovelace was born first") and ans.sentences[0].supported
     # The comparison rests on both pages: the other option's birth date is quoted and cited too.
@@ -174,14 +180,8 @@ def test_a_model_answer_to_a_choice_question_also_quotes_the_other_options_docum
 
 
 def test_a_model_answer_citing_both_documents_gets_no_extra_quote(kb_of):
-    files = {
-        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
-        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
-    }
-    with kb_of(files) as base:
-        llm = ScriptedLLM(["Ada Lovelace was born on 10 December 1815. Grace Hopper was born on 9 December 1906."])
-        answerer = Answerer(Retriever(base), llm, top_k=2, min_relevance=0.0, min_answerability=0.0)
-        ans = answerer.ask("Who was born first, Ada Lovelace or Grace Hopper?")
+    reply = "Ada Lovelace was born on 10 December 1815. Grace Hopper was born on 9 December 1906."
+    ans = _ask_who_was_born_first(kb_of, reply)
     assert ans.mode == "generative"
     assert [s.text for s in ans.sentences] == [
         "Ada Lovelace was born on 10 December 1815.",
@@ -247,14 +247,7 @@ def test_a_date_comparisons_wrong_choice_is_rejected_by_the_years_on_the_two_pag
 
 
 def test_a_model_answer_choosing_the_later_option_falls_back_to_quoting_both_pages(kb_of):
-    files = {
-        "Ada_Lovelace.txt": "Ada Lovelace was an English mathematician, born on 10 December 1815 in London.",
-        "Grace_Hopper.txt": "Grace Hopper was an American computer scientist, born on 9 December 1906.",
-    }
-    with kb_of(files) as base:
-        llm = ScriptedLLM(["Grace Hopper was born first."])
-        answerer = Answerer(Retriever(base), llm, top_k=2, min_relevance=0.0, min_answerability=0.0)
-        ans = answerer.ask("Who was born first, Ada Lovelace or Grace Hopper?")
+    ans = _ask_who_was_born_first(kb_of, "Grace Hopper was born first.")
     assert ans.mode == "extractive" and "years on the two pages" in ans.model["reason"]
     assert {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources} == {"Ada_Lovelace.txt", "Grace_Hopper.txt"}
     assert not any(s.supported for s in ans.sentences if s.text == "Grace Hopper was born first.")
