@@ -46,3 +46,17 @@ def test_bridge_names_are_the_ones_the_question_does_not_have():
     question = "According to the 2001 census, what was the population of the city in which Kirton End is located?"
     assert bridge_entities(evidence, question) == ["Boston", "Lincolnshire"]
     assert bridge_entities(evidence, question, most=1) == ["Boston"]
+
+
+def test_a_name_is_found_across_punctuation_and_a_possessive_the_question_dropped():
+    from kb.answer.entities import Entity, mentions
+
+    rourke = Entity("P J O'Rourke", "name")
+    assert mentions(rourke, "P. J. O'Rourke is an American satirist.")
+    assert mentions(rourke, "/corpus/P_J_O_Rourke.md")
+    pavilion = Entity("Darling Waterfront Pavilion", "name")
+    assert mentions(pavilion, "Darling's Waterfront Pavilion is an amphitheatre.")
+    assert mentions(pavilion, "Darling_s_Waterfront_Pavilion.md")
+    # Still whole words, and symbols stay part of a name.
+    assert not mentions(Entity("Mark Spencer", "name"), "Marks Spencer")
+    assert not mentions(Entity("C++", "name"), "Vitamin C is sold here.")

@@ -126,7 +126,9 @@ def _initials(words: list[str]) -> str:
     return "".join(w[0] for w in words if w and w[0].isalpha()).lower()
 
 
-_JOINS = re.compile(r"[\s._'’-]+")  # what may stand between the words of a name
+# What may stand between the words of a name: spaces and punctuation, and a possessive the
+# question dropped ("Darling Waterfront Pavilion" for "Darling's Waterfront Pavilion").
+_JOINS = re.compile(r"(?:['’]s|\ss)?[\s._'’-]+")
 
 
 def mentions(entity: Entity, text: str) -> bool:
