@@ -60,7 +60,9 @@ def qa(
     kb: Annotated[
         Path | None,
         typer.Option(
-            "--kb", help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa)."
+            "--kb",
+            help="Knowledge-base folder for the corpus (default: a cache folder under ~/.cache/kb/eval-qa); "
+            "one holding documents outside the corpus is refused, never changed.",
         ),
     ] = None,
     thresholds: Annotated[
@@ -112,6 +114,15 @@ def qa(
         items = items[:limit]
     quiet = json_out
     with KnowledgeBase(s, write=True) as base:
+        # A knowledge base holding other documents (another copy of the corpus, a user's own files)
+        # would change what is retrieved and cited; kb eval never deletes them.
+        wanted = {str(p.resolve()) for p in docs}
+        foreign = [d.path for d in base.store.documents() if str(Path(d.path).resolve()) not in wanted]
+        if foreign:
+            raise InputError(
+                f"{home}: holds {len(foreign)} document(s) that are not in the corpus (first: {foreign[0]}); "
+                "give --kb an empty folder, or the one an earlier evaluation of this corpus used"
+            )
         with Bar("ingesting corpus", enabled=not quiet) as bar:
             report = ingest(base, keep, progress=lambda d, t, r: bar.update(d, t))
         for r in report.failed:

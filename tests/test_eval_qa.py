@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -274,3 +275,31 @@ def test_a_sweep_keeps_the_partial_band_of_the_gate():
     assert refused_at(record(0.51, False), 0.56)
     assert refused_at(record(0.45, True), 0.56)
     assert not refused_at(record(0.60, False), 0.56)
+
+
+def test_a_knowledge_base_holding_other_documents_is_refused_and_left_as_it_is(tmp_path, monkeypatch):
+    """A second run on the same --kb with the same files in another folder would score a knowledge
+    base holding two copies of the corpus: it is refused, and nothing stored is deleted."""
+    from kb.config import Settings
+    from kb.knowledge import KnowledgeBase
+
+    monkeypatch.setenv("KB_EMBED_MODEL", "fake:")
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"question": QUESTIONS["leave"][0], "answers": ["28 days"], "doc": "leave.txt"}) + "\n"
+    )
+    codes = []
+    for folder in ("one", "two"):
+        corpus = tmp_path / folder
+        corpus.mkdir()
+        for key, text in DOCS.items():
+            (corpus / f"{key}.txt").write_text(text)
+        args = ["eval", "qa", str(questions), "--corpus", str(corpus), "--holdout", "0", "--extractive",
+                "--kb", str(tmp_path / "kb"), "--json"]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        codes.append(result.exit_code)
+    assert codes[0] == 0 and codes[1] != 0
+    assert "not in the corpus" in str(result.exception) and "/one/" in str(result.exception)
+    with KnowledgeBase(Settings.load().with_overrides(home=tmp_path / "kb")) as base:
+        stored = [Path(d.path) for d in base.store.documents()]
+    assert {str(p.parent) for p in stored} == {str((tmp_path / "one").resolve())} and len(stored) == len(DOCS)
