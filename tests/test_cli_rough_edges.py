@@ -150,7 +150,9 @@ def test_ctrl_c_during_ingest_says_what_was_kept(tmp_path):
     docs.mkdir()
     for i in range(12):
         (docs / f"note{i:02}.md").write_text(f"# Note {i}\n\n" + f"Topic {i} word. " * 40)
-    env = kb_env(tmp_path, delay=0.2, KB_EMBED_BATCH="1")  # about 10 s of embedding in all
+    # About 25 s of embedding in all: on a loaded machine the interrupt, sent once the first file
+    # is stored, must still find the ingest running (at 10 s it once arrived after the last file).
+    env = kb_env(tmp_path, delay=0.5, KB_EMBED_BATCH="1")
     proc = start_kb(env, "ingest", docs)
     db = Path(env["KB_HOME"]) / "kb.sqlite"
 
