@@ -251,3 +251,16 @@ def test_a_model_answer_choosing_the_later_option_falls_back_to_quoting_both_pag
     assert ans.mode == "extractive" and "years on the two pages" in ans.model["reason"]
     assert {s.hit.chunk.path.rsplit("/", 1)[-1] for s in ans.sources} == {"Ada_Lovelace.txt", "Grace_Hopper.txt"}
     assert not any(s.supported for s in ans.sentences if s.text == "Grace Hopper was born first.")
+
+
+def test_a_wrong_date_choice_is_not_streamed_while_the_model_writes(kb_of):
+    streamed: list[str] = []
+    with kb_of(PIONEERS) as base:
+        llm = ScriptedLLM(["Grace Hopper was born first. Ada Lovelace was born on 10 December 1815."])
+        answerer = Answerer(Retriever(base), llm, top_k=2, min_relevance=0.0, min_answerability=0.0)
+        ans = answerer.ask(
+            "Who was born first, Ada Lovelace or Grace Hopper?", on_sentence=lambda s: streamed.append(s.text)
+        )
+    assert "Grace Hopper was born first." not in streamed
+    assert "Grace Hopper was born first." not in ans.text
+    assert streamed and all(t in ans.text for t in streamed)

@@ -161,6 +161,7 @@ def attribute(
     best_about = -1
     terms = content_terms(claim) - RELATION_WORDS
     claim_numbers = numbers(claim)
+    wanted = terms | claim_numbers
     by_words = sorted(singles, key=lambda t: -t[1])
     pool = by_words[:4]
     for e in names:
@@ -176,7 +177,6 @@ def attribute(
         # Each passage's best run for the claim by words, then the other's run that adds most of
         # what it lacks (numbers count as what it lacks too).
         lacking = (terms - content_terms(w1.text)) | (claim_numbers - numbers(w1.text))
-        wanted = terms | claim_numbers
         w2 = max(
             windows(passages[n2 - 1]),
             key=lambda w: (
@@ -186,7 +186,7 @@ def attribute(
             ),
         )
         adds = lacking & (content_terms(w2.text) | numbers(w2.text))
-        own = (terms | claim_numbers) & (content_terms(w1.text) | numbers(w1.text))
+        own = wanted & (content_terms(w1.text) | numbers(w1.text))
         if not adds or not own - (content_terms(w2.text) | numbers(w2.text)):
             continue  # both must hold a part the other lacks
         both = "\n".join([w1.text, w2.text, contexts[n1 - 1], contexts[n2 - 1]])

@@ -44,10 +44,9 @@ def first_year(hits: list[Hit], name: str) -> int | None:
     pages = sorted((h for h in hits if is_about(h, entity)), key=lambda h: h.chunk.ordinal)
     if not pages:
         return None
-    text = pages[0].chunk.text
-    title = pages[0].chunk.title
-    if title and text.lstrip().startswith(title):
-        text = text.lstrip()[len(title) :]
+    text, title = pages[0].chunk.text.lstrip(), pages[0].chunk.title
+    if title and text.startswith(title):
+        text = text[len(title) :]
     m = _YEAR.search(text)
     return int(m.group(1)) if m else None
 

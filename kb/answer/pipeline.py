@@ -312,7 +312,7 @@ class Answerer:
             timings["first_token"] = first[0]
         checked = [
             link_bridge(a, question, packed, hits, top) if a.sentence.supported else a
-            for a in _dated(check_answer(raw, packed, question), question, hits)
+            for a in _verified(raw, packed, question, hits)
         ]
         kept = [a for a in checked if a.sentence.supported]
         # Lexical support alone lets a fluent answer built from an off-question passage through
@@ -398,25 +398,30 @@ def _near_ties(
     cited = {packed[b.n - 1].chunk.id for a in kept for b in a.backing}
     quotes = [b.quote.text for a in kept for b in a.backing]
     rarest = max(weights, key=lambda t: weights[t], default=None)
-    out: list[Attributed] = []
-    for c in supporting_sentences(ranked, hits, 1 + NEAR_TIES)[1:]:
+    picks = [
+        c
+        for c in supporting_sentences(ranked, hits, 1 + NEAR_TIES)[1:]
+        if hits[c.n - 1].chunk.id not in cited
+        and not any(same_sentence(c.span.text, q) for q in quotes)
+        and rarest is not None
+        and rarest in content_terms(c.reading or c.span.text)
+    ]
+    return _quote_all(picks, hits, packed)
+
+
+def _quote_all(picks: list[Candidate], hits: list[Hit], packed: list[Hit]) -> tuple[list[Hit], list[Attributed]]:
+    """The picked sentences quoted and cited (`_quoted`), and the passages the answer may cite:
+    `packed`, plus each pick's passage that the model's excerpts left out (it was retrieved all the
+    same)."""
+    out = []
+    for c in picks:
         hit = hits[c.n - 1]
-        if hit.chunk.id in cited or any(same_sentence(c.span.text, q) for q in quotes):
-            continue
-        if rarest is None or rarest not in content_terms(c.reading or c.span.text):
-            continue
-        packed, n = _citable(packed, hit)
+        n = next((i for i, h in enumerate(packed, start=1) if h.chunk.id == hit.chunk.id), 0)
+        if not n:
+            packed = [*packed, hit]
+            n = len(packed)
         out.append(_quoted(c, hit, n))
     return packed, out
-
-
-def _citable(packed: list[Hit], hit: Hit) -> tuple[list[Hit], int]:
-    """`hit`'s number among the passages an answer cites, added to them when the model's excerpts
-    left it out (it was retrieved all the same)."""
-    n = next((i for i, h in enumerate(packed, start=1) if h.chunk.id == hit.chunk.id), 0)
-    if n:
-        return packed, n
-    return [*packed, hit], len(packed) + 1
 
 
 def _witnesses(
@@ -434,23 +439,15 @@ def _witnesses(
     cited = {packed[b.n - 1].chunk.doc_id for a in kept for b in a.backing}
     wanted = _wanted_documents(evidence, ranked[0])
     first = hits[ranked[0].n - 1]
-    name = next((e.text for e in evidence.names if is_about(first, e)), None)
-    if wanted and name:
+    first_name = next((e.text for e in evidence.names if is_about(first, e)), None)
+    if wanted and first_name:
         # The document of the best sentence, about a name of the question, is one of the two,
         # whichever the model cited.
-        wanted = {first.chunk.doc_id: name, **wanted}
+        wanted = {first.chunk.doc_id: first_name, **wanted}
     # A name the answer's own quotes already state needs no other witness ("... both in Istanbul").
     quoted = " ".join(b.quote.text + " " + context_of(packed[b.n - 1]) for a in kept for b in a.backing)
     wanted = {doc: name for doc, name in wanted.items() if not mentions(Entity(name, "name"), quoted)}
-    picks = second_witness(ranked, hits, cited, wanted)
-    if not picks:
-        return packed, []
-    out = []
-    for c in picks:
-        hit = hits[c.n - 1]
-        packed, n = _citable(packed, hit)
-        out.append(_quoted(c, hit, n))
-    return packed, out
+    return _quote_all(second_witness(ranked, hits, cited, wanted), hits, packed)
 
 
 def _quoted(c: Candidate, hit: Hit, n: int) -> Attributed:
@@ -528,12 +525,13 @@ def _plain(search: Callable[[str, int], list[Hit]], question: str, answerer: Ans
     return Evidence(list(pool[: answerer.top_k]), pool, extract_entities(question))
 
 
-def _dated(checked: list[Attributed], question: str, hits: list[Hit]) -> list[Attributed]:
-    """The sentences of the model's answer with a date comparison's wrong choice rejected
-    (`kb.answer.compare`): "X was born first" is backed word for word even when the pages about X
-    and Y give X the later year."""
+def _verified(raw: str, packed: list[Hit], question: str, hits: list[Hit]) -> list[Attributed]:
+    """The sentences of the model's answer checked against the passages it read (`check_answer`),
+    with a date comparison's wrong choice rejected (`kb.answer.compare`): "X was born first" is
+    backed word for word even when the pages about X and Y give X the later year. The whole answer
+    and the sentences streamed while it is written are verified alike."""
     out = []
-    for a in checked:
+    for a in check_answer(raw, packed, question):
         s = a.sentence
         if s.supported and contradicts(s.text, question, hits):
             a = Attributed(Sentence(s.text, (), False, s.support), (), "the years on the two pages say otherwise")
@@ -579,7 +577,7 @@ class _SentenceStream:
         if self.on_sentence is None:
             return
         self.text += piece
-        units = check_answer(self.text, self.packed, self.question)
+        units = _verified(self.text, self.packed, self.question, self.hits)
         # The last unit may be unfinished; the ones before it are complete.
         for a in units[self.done : max(self.done, len(units) - 1)]:
             self.done += 1
