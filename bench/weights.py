@@ -1,5 +1,8 @@
-"""LLM weight formats side by side: each packaged model as shipped against its F16 and Q8_0
-conversions (what `llm_convert` chooses between), prompt and generation tokens/s.
+"""LLM weight formats side by side: each packaged model as shipped against its F16, Q8_0 and
+IQ4_NL conversions (what `llm_convert` chooses between), prompt and generation tokens/s, and how
+closely each conversion keeps the model: over the first tokens of the sample documents, the share
+of positions where its next-token choice is the shipped file's, and the mean KL divergence of its
+next-token distribution from the shipped file's.
 
 All three files of a model are loaded in one process and timed in alternating rounds with
 llama.cpp's own counters (prompt evaluation and generation separately), so a change of machine
@@ -20,7 +23,8 @@ from bench.common import REPO, csv, worker
 
 NAME = "weights"
 DEFAULT = False
-FORMATS = ["off", "f16", "q8_0"]
+FORMATS = ["off", "f16", "q8_0", "iq4_nl"]
+AGREEMENT_TOKENS = 600
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -80,7 +84,43 @@ def w_weights(a: dict[str, Any]) -> dict[str, Any]:
             perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
             out[weights]["prompt"].append(perf.n_p_eval / (perf.t_p_eval_ms / 1000))
             out[weights]["gen"].append(perf.n_eval / (perf.t_eval_ms / 1000) if perf.n_eval else 0.0)
+    del llms
+    _agreement(src, a["weights"], text, a["threads"], out)
     return {"model": a["model"], "source": src.name, "results": out}
+
+
+def _agreement(src: Path, formats: list[str], text: str, threads: int, out: dict[str, Any]) -> None:
+    """Next-token agreement and KL divergence of each format against the file as shipped ("off"),
+    one model at a time (each keeps logits for every position)."""
+    import llama_cpp
+    import numpy as np
+
+    from kb.llm import _quiet_stderr, converted_gguf
+
+    logprobs: dict[str, Any] = {}
+    for weights in formats:
+        with _quiet_stderr():
+            llm = llama_cpp.Llama(
+                model_path=str(converted_gguf(src, weights)),
+                n_ctx=1024,
+                n_batch=1024,
+                n_ubatch=1024,
+                n_threads=threads,
+                logits_all=True,
+                verbose=False,
+            )
+            tokens = llm.tokenize(text.encode())[:AGREEMENT_TOKENS]
+            llm.eval(tokens)
+        x = np.asarray(llm.scores[: len(tokens)], dtype=np.float64)
+        x -= x.max(axis=1, keepdims=True)
+        logprobs[weights] = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        del llm
+    ref = logprobs.get("off")
+    if ref is None:
+        return
+    for weights, lp in logprobs.items():
+        out[weights]["agreement"] = float((lp.argmax(axis=1) == ref.argmax(axis=1)).mean())
+        out[weights]["kl_nats"] = float((np.exp(ref) * (ref - lp)).sum(axis=1).mean())
 
 
 WORKERS = {"weights": w_weights}
@@ -114,7 +154,7 @@ def report(res: dict[str, Any]) -> list[str]:
     """The report's lines for this section."""
     w = res[NAME]
     lines = [
-        f"\nLLM weight formats (llm_convert): each model as shipped and converted to F16 / Q8_0, loaded in one "
+        f"\nLLM weight formats (llm_convert): each model as shipped and converted to F16 / Q8_0 / IQ4_NL, in one "
         f"process, {w['prompt_tokens']} prompt tokens and {w['gen_tokens']} generated, {w['rounds']} alternating "
         "rounds, tok/s best / median:"
     ]
@@ -124,6 +164,11 @@ def report(res: dict[str, Any]) -> list[str]:
                 f"  {m['model']:<18} {weights:<4} {v['file_mb']:>6.0f} MB  load {v['load_s']:5.2f} s  "
                 f"prompt {max(v['prompt']):6.1f} / {statistics.median(v['prompt']):6.1f}  "
                 f"gen {max(v['gen']):5.1f} / {statistics.median(v['gen']):5.1f}"
+                + (
+                    f"  next token as shipped {v['agreement']:.1%}, KL {v['kl_nats']:.4f} nats"
+                    if "agreement" in v
+                    else ""
+                )
             )
     if w["skipped"]:
         lines.append(f"  not installed, not timed: {', '.join(w['skipped'])}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
-import threading
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -111,14 +109,10 @@ def ask(
         base.require_documents()
         unread = unread_summary(base.store.unread_counts())
         prepare_embedder(base.embedder, quiet=json_out)
-        with spinner("loading the language model" if not extractive else "searching", enabled=not json_out) as status:
-            # The embedding model's session starts while the language model loads (both in native
-            # code); the search waits for it, so the embedder is never used from two threads.
-            warm = threading.Thread(target=_warm_up, args=(base.embedder,), daemon=True)
-            warm.start()
-            answerer = Answerer.for_kb(base, extractive=extractive)
-            warm.join()
-            status.update("searching and answering")
+        with spinner("searching" if extractive else "searching and answering", enabled=not json_out):
+            # The language model loads in a thread while the question is searched and its
+            # sentences ranked (both in native code); the answer waits for it.
+            answerer = Answerer.for_kb(base, extractive=extractive, background=True)
             answer = answerer.ask(question, extractive=extractive)
     for warning in answerer.warnings:  # after the spinner, which would overwrite a line written under it
         typer.echo(f"kb: {warning}", err=True)
@@ -209,10 +203,3 @@ def why_partial(answerability: float | None, min_answerability: float) -> str:
         f"{text} With `kb ask --min-answerability` (or the setting) at {full:.2f} or below such a question is "
         f"answered in full; at {refuse:.2f} or above it is refused."
     )
-
-
-def _warm_up(embedder: Any) -> None:
-    """Start the embedding model's session. A failure is left for the search to report: it meets
-    the same error on the main thread, with kb's message."""
-    with contextlib.suppress(Exception):  # reported by the search that follows
-        embedder.embed(["warm up"])

@@ -121,7 +121,7 @@ def _print_table(infos: list[Any]) -> None:
                 f"{i.size / 1e6:,.0f} MB" if i.size else "-",
                 _hash(i),
                 str(i.context_length) if i.context_length else "-",
-                {"off": "as shipped", "f16": "F16", "q8_0": "Q8_0"}[i.runs_as],
+                {"off": "as shipped", "f16": "F16", "q8_0": "Q8_0", "iq4_nl": "IQ4_NL"}[i.runs_as],
                 f"{i.speed.prompt_tps:,.0f}" if i.speed and i.speed.prompt_tokens else "-",
                 f"{i.speed.gen_tps:,.1f}" if i.speed and i.speed.gen_tokens else "-",
             )

@@ -19,8 +19,15 @@ Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..
 class LLM(Protocol):
     """What answering and summarising need from a language model."""
 
-    name: str
-    n_ctx: int
+    @property
+    def name(self) -> str:
+        """A short name for the model (its file's stem)."""
+        ...
+
+    @property
+    def n_ctx(self) -> int:
+        """The context window in tokens."""
+        ...
 
     def count_tokens(self, text: str) -> int:
         """Tokens the model's own tokenizer makes of `text`."""
@@ -37,6 +44,61 @@ class LLM(Protocol):
     ) -> str:
         """The assistant's reply; `on_token` receives text as it is generated."""
         ...
+
+
+class BackgroundLLM:
+    """An LLM loading in a thread while the caller goes on; the first use waits for it.
+
+    A cold `kb ask` loads the model (native code, about half a second for the default) while it
+    searches and ranks sentences (the embedder, native code too), and a question the documents do
+    not answer is refused without waiting for the model at all. A failure to load is raised at the
+    first use, as it would have been at the start.
+    """
+
+    def __init__(self, load: Callable[[], LLM]) -> None:
+        import threading
+
+        self._model: LLM | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._model = load()
+            except BaseException as exc:  # re-raised in the caller's thread at first use
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="kb-llm-load", daemon=True)
+        self._thread.start()
+
+    def get(self) -> LLM:
+        """The loaded model (waiting for it), or the loader's error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._model is not None
+        return self._model
+
+    @property
+    def name(self) -> str:
+        return self.get().name
+
+    @property
+    def n_ctx(self) -> int:
+        return self.get().n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return self.get().count_tokens(text)
+
+    def chat(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        on_token: Callable[[str], None] | None = None,
+        stop: list[str] | None = None,
+    ) -> str:
+        return self.get().chat(messages, max_tokens=max_tokens, temperature=temperature, on_token=on_token, stop=stop)
 
 
 def default_gguf_path() -> Path:
@@ -108,6 +170,64 @@ def open_llama(path: Path, **params: Any) -> Any:
         raise ModelNotFound(f"{path}: llama.cpp cannot load this model ({exc})") from exc
 
 
+class PromptLookup:
+    """Draft tokens for speculative decoding, looked up in the text so far (prompt-lookup decoding).
+
+    An answer copies its documents' words ("28 days of paid annual leave per calendar year"), so
+    the tokens that followed the latest occurrence of the last few tokens, in the prompt or the
+    answer, are a good guess at what comes next. The model checks a guess of k tokens in one pass
+    that costs little more than generating one token (on a CPU, writing is bound by reading the
+    weights, not by arithmetic); the greedy choice at every position decides, so the text is the
+    one the model writes without drafts. No draft is made when nothing matches.
+    """
+
+    def __init__(self, max_tokens: int, max_ngram: int = 3, min_ngram: int = 2) -> None:
+        self.max_tokens = max_tokens
+        self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
+
+    def __call__(self, input_ids: Any, /, **_: Any) -> Any:
+        import numpy as np
+
+        ids = np.asarray(input_ids)
+        n = len(ids)
+        for size in range(min(self.max_ngram, n - 1), self.min_ngram - 1, -1):
+            tail = ids[n - size :]
+            windows = np.lib.stride_tricks.sliding_window_view(ids[: n - 1], size)
+            hits = np.flatnonzero((windows == tail).all(axis=1))
+            for start in hits[::-1] + size:  # the latest occurrence first
+                if start < n:
+                    return ids[start : min(start + self.max_tokens, n)].astype(np.intc)
+        return np.array([], dtype=np.intc)
+
+
+def enable_prompt_lookup(llm: Any, max_tokens: int) -> None:
+    """Let `llm` (a llama_cpp.Llama made without logits_all) check prompt-lookup drafts.
+
+    llama-cpp-python verifies a draft by sampling at every position of the batch that holds the
+    last token and the draft, so those positions need logits. Its own switch for that,
+    logits_all, computes the 152k-word output layer for every prompt token as well and keeps an
+    n_ctx x vocabulary array; here only a batch short enough to be a draft check (the draft and
+    one token) asks for logits at every position, so the prompt is read as before.
+    """
+    llm.draft_model = PromptLookup(max_tokens)
+    library_eval = llm.eval
+
+    def eval_with_draft_logits(tokens: Any) -> None:
+        if len(tokens) <= 1 or len(tokens) > max_tokens + 1:
+            library_eval(tokens)
+            return
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        n_past = llm.n_tokens
+        llm._batch.set_batch(batch=list(tokens), n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.input_ids[n_past : n_past + len(tokens)] = tokens
+        llm.n_tokens += len(tokens)
+        llm._requires_eval = False
+
+    llm.eval = eval_with_draft_logits
+
+
 class LlamaCppLLM:
     """A GGUF model run by llama.cpp on the CPU (or Metal on Apple Silicon)."""
 
@@ -121,6 +241,7 @@ class LlamaCppLLM:
         gpu_layers: int = 0,
         flash_attn: bool = True,
         prompt_cache: Path | None = None,
+        draft_tokens: int = 0,
     ) -> None:
         self.path = path
         self.name = path.stem
@@ -144,6 +265,8 @@ class LlamaCppLLM:
         self.threads = self._llm.n_threads
         self.prompt_cache = prompt_cache
         self._formatter: Any = None
+        if draft_tokens > 0:
+            enable_prompt_lookup(self._llm, draft_tokens)
 
     def _start_timing(self) -> None:
         """Zero llama.cpp's own counters of prompt and generation time (see `_record_speed`)."""
@@ -285,7 +408,7 @@ class LlamaCppLLM:
             tmp.unlink(missing_ok=True)
 
 
-CONVERSIONS = ("auto", "off", "f16", "q8_0")
+CONVERSIONS = ("auto", "off", "f16", "q8_0", "iq4_nl")
 
 
 def conversion_for(name: str, convert: str) -> str:
@@ -331,7 +454,11 @@ def converted_gguf(path: Path, target: str, cache: Path | None = None) -> Path:
     out = converted_path(path, target, cache)
     if out.is_file():
         return out
-    ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[target]
+    ftype = {
+        "f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16,
+        "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
+        "iq4_nl": llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL,
+    }[target]
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -355,11 +482,13 @@ def load_llm(settings) -> LlamaCppLLM:
     """The LLM named by the settings (one instance per model and settings per process)."""
     path = resolve_gguf(settings.llm_model)
     path = converted_gguf(path, conversion_for(settings.llm_model, settings.llm_convert))
-    return _cached_llm(path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers)
+    return _cached_llm(
+        path, settings.n_ctx, settings.threads, settings.n_batch, settings.gpu_layers, settings.draft_tokens
+    )
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: int) -> LlamaCppLLM:
+def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: int, draft: int) -> LlamaCppLLM:
     from kb.config import model_cache_root
 
     return LlamaCppLLM(
@@ -369,6 +498,7 @@ def _cached_llm(path: Path, n_ctx: int, threads: int, n_batch: int, gpu_layers: 
         n_batch=n_batch,
         gpu_layers=gpu_layers,
         prompt_cache=model_cache_root() / "prompts",
+        draft_tokens=draft,
     )
 
 

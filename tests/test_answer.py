@@ -610,3 +610,32 @@ def test_a_second_witness_from_the_document_about_the_name_may_call_it_otherwise
         second_witness(ranked, [hits[0], Hit(other, 1.0, 2)], {hits[0].chunk.doc_id}, {2: "Robert Erskine Childers"})
         == []
     )
+
+
+def test_a_model_loading_in_the_background_is_waited_for_only_when_the_answer_needs_it(kb):
+    import threading
+
+    from kb.errors import ModelNotFound
+    from kb.llm import BackgroundLLM
+
+    release = threading.Event()
+    scripted = ScriptedLLM(["Full-time employees receive 28 days of paid annual leave [1]."])
+
+    def slow_load():
+        release.wait(30)
+        return scripted
+
+    answerer = Answerer(Retriever(kb), BackgroundLLM(slow_load), top_k=3, min_relevance=0.5, min_answerability=0.2)
+    refused = answerer.ask("Who won the football tournament in 2022?")  # returns while the model still loads
+    assert refused.refused and not release.is_set()
+    release.set()
+    answerer.min_relevance = 0.05
+    ans = answerer.ask("How many days of annual leave do full-time employees receive?")
+    assert ans.mode == "generative" and "28 days" in ans.text and len(scripted.prompts) == 1
+
+    def missing():
+        raise ModelNotFound("/models/x.gguf: GGUF model file not found")
+
+    broken = Answerer(Retriever(kb), BackgroundLLM(missing), top_k=3, min_relevance=0.05, min_answerability=0.2)
+    with pytest.raises(ModelNotFound, match=r"x\.gguf"):  # raised where the model is first needed
+        broken.ask("How many days of annual leave do full-time employees receive?")

@@ -16,6 +16,7 @@ def test_auto_converts_only_the_packaged_models_it_was_measured_to_help():
     assert conversion_for("qwen2.5-coder-1.5b", "auto") == "off"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "auto") == "off"
     assert conversion_for("/models/mistral-7b.Q4_K_M.gguf", "q8_0") == "q8_0"
+    assert conversion_for("qwen2.5-coder-0.5b", "iq4_nl") == "iq4_nl"
     assert conversion_for("smollm2-135m", "off") == "off"
     with pytest.raises(ValueError):
         conversion_for("default", "q2")
@@ -115,3 +116,42 @@ def test_the_system_prompt_is_read_once_and_kept_for_the_next_process(tmp_path):
         f.write_bytes(b"not a state")
     third = LlamaCppLLM(path, n_ctx=512, threads=2, prompt_cache=tmp_path)
     assert third.chat(MESSAGES, max_tokens=24) == expected and _prompt_tokens_read(third) == full
+
+
+def test_prompt_lookup_drafts_what_followed_the_latest_occurrence_of_the_last_tokens():
+    from kb.llm import PromptLookup
+
+    draft = PromptLookup(3)
+    # ... 7 8 9 [1 2] 5 6 ... 1 2 | 3 4 ... 1 2 -> the latest "1 2" was followed by 3 4.
+    assert draft(np.array([7, 8, 9, 1, 2, 5, 6, 0, 1, 2, 3, 4, 0, 1, 2])).tolist() == [3, 4, 0]
+    # The longest n-gram wins over a later, shorter match: "4 1 2" occurred once, before "9".
+    assert draft(np.array([4, 1, 2, 9, 9, 5, 1, 2, 7, 7, 4, 1, 2])).tolist() == [9, 9, 5]
+    assert draft(np.array([1, 2, 3, 4, 5])).tolist() == []  # nothing repeats: no draft
+    assert draft(np.array([1, 2, 8, 1, 2])).tolist() == [8, 1, 2]  # at most max_tokens
+    assert PromptLookup(2)(np.array([5, 6, 1, 2, 3, 1, 2])).tolist() == [3, 1]
+
+
+@pytest.mark.models
+def test_drafting_writes_the_same_answer_in_fewer_passes(tmp_path):
+    path = resolve_gguf("smollm2-135m")
+    copying = [
+        {"role": "system", "content": "Answer from the document, in its own words."},
+        {
+            "role": "user",
+            "content": "Document: Full-time employees are entitled to 28 days of paid annual leave per calendar "
+            "year. Up to 5 unused days may be carried over into the following year and must be taken by "
+            "31 March.\n\nQuestion: How many days of annual leave do full-time employees get, and how "
+            "many days can be carried over?",
+        },
+    ]
+    passes = []
+    texts = []
+    for draft in (0, 4):
+        llm = LlamaCppLLM(path, n_ctx=512, threads=2, draft_tokens=draft)
+        calls = []
+        library_eval = llm._llm.eval
+        llm._llm.eval = lambda tokens, ev=library_eval, seen=calls: (seen.append(len(tokens)), ev(tokens))[1]
+        texts.append(llm.chat(copying, max_tokens=48))
+        passes.append(len(calls))
+    assert texts[0] and texts[1] == texts[0]
+    assert passes[1] < passes[0]

@@ -115,16 +115,17 @@ class Answerer:
         self._titles: tuple[int, list[tuple[int, str]]] | None = None  # (store generation, document titles)
 
     @classmethod
-    def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False) -> Answerer:
-        """An answerer over a knowledge base, configured by its settings (LLM loaded unless extractive)."""
-        from kb.llm import load_llm
+    def for_kb(cls, kb: KnowledgeBase, *, extractive: bool = False, background: bool = False) -> Answerer:
+        """An answerer over a knowledge base, configured by its settings (LLM loaded unless
+        extractive; with `background`, loaded in a thread while the first question is searched)."""
+        from kb.llm import BackgroundLLM, load_llm
 
         s = kb.settings
         rerank = 0 if extractive else s.rerank_sentences
         warnings: list[str] = []
         answerer = cls(
             Retriever(kb),
-            None if extractive else load_llm(s),
+            None if extractive else BackgroundLLM(lambda: load_llm(s)) if background else load_llm(s),
             top_k=s.top_k,
             min_relevance=s.min_relevance,
             min_answerability=s.min_answerability,
