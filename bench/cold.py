@@ -25,8 +25,8 @@ def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     out["help"] = summary(helps)
     searches = [kb(["search", SEARCH, "--kb", str(home)]) for _ in range(o.repeat)]
     out["search"] = summary([r["wall"] for r in searches]) | {"peak_rss_mb": max(r["rss_mb"] for r in searches)}
-    # "ask" is the default (qwen2.5-coder-0.5b); "ask_q8" the same model as Q8_0 (the default before
-    # IQ4_NL); "ask_nodraft" without prompt-lookup drafts; "ask_passages" the same reading whole passages
+    # "ask" is the default (qwen2.5-coder-0.5b); "ask_iq4" the same model as IQ4_NL instead of
+    # Q8_0; "ask_nodraft" without prompt-lookup drafts; "ask_passages" the same reading whole passages
     # instead of excerpts; "ask_smollm2" the same with SmolLM2-135M;
     # "ask_before" is SmolLM2 in the configuration before the F16 conversion and the evidence
     # budget (Q4_1 weights, every retrieved passage in the prompt), side by side; "ask_rerank"
@@ -34,7 +34,7 @@ def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
     before = {"KB_LLM_MODEL": "smollm2-135m", "KB_LLM_CONVERT": "off", "KB_EVIDENCE_TOKENS": "100000"}
     labels = (
         ("ask", [], {}),
-        ("ask_q8", [], {"KB_LLM_CONVERT": "q8_0"}),
+        ("ask_iq4", [], {"KB_LLM_CONVERT": "iq4_nl"}),
         ("ask_nodraft", [], {"KB_DRAFT_TOKENS": "0"}),
         ("ask_passages", [], {"KB_EXCERPT_SENTENCES": "0"}),
         ("ask_smollm2", [], {"KB_LLM_MODEL": "smollm2-135m"}),
@@ -71,7 +71,7 @@ def report(res: dict[str, Any]) -> list[str]:
     )
     for label, name in (
         ("ask", "kb ask     "),
-        ("ask_q8", "kb ask, llm_convert = q8_0 (the 0.5B model's weights as Q8_0)"),
+        ("ask_iq4", "kb ask, llm_convert = iq4_nl (4-bit weights instead of Q8_0)"),
         ("ask_nodraft", "kb ask, draft_tokens = 0 (no prompt-lookup drafts)"),
         ("ask_passages", "kb ask, excerpt_sentences = 0 (whole passages)"),
         ("ask_smollm2", "kb ask, llm_model = smollm2-135m"),

@@ -639,3 +639,26 @@ def test_a_model_loading_in_the_background_is_waited_for_only_when_the_answer_ne
     broken = Answerer(Retriever(kb), BackgroundLLM(missing), top_k=3, min_relevance=0.05, min_answerability=0.2)
     with pytest.raises(ModelNotFound, match=r"x\.gguf"):  # raised where the model is first needed
         broken.ask("How many days of annual leave do full-time employees receive?")
+
+
+def test_sentence_vectors_are_embedded_once_per_model_and_text():
+    from kb.answer.rank import SentenceVectors
+
+    calls: list[list[str]] = []
+
+    def embed(texts):
+        calls.append(list(texts))
+        return np.array([[float(len(t)), float(ord(t[0]))] for t in texts])
+
+    store = SentenceVectors(size=3)
+    cached = store.embedding(embed, "model-a")
+    first = cached(["alpha", "be", "alpha"])
+    assert calls == [["alpha", "be"]] and first.tolist() == embed(["alpha", "be", "alpha"]).tolist()
+    calls.clear()
+    assert cached(["be", "gamma"]).tolist() == [[2.0, 98.0], [5.0, 103.0]] and calls == [["gamma"]]
+    calls.clear()
+    store.embedding(embed, "model-b")(["be"])  # another model's vector of the same text is its own
+    assert calls == [["be"]]
+    calls.clear()
+    cached(["alpha"])  # the least recently used was dropped (size 3)
+    assert calls == [["alpha"]]

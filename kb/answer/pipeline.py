@@ -23,6 +23,7 @@ from kb.answer.generate import build_messages, excerpt, is_dont_know, pack_evide
 from kb.answer.glossary import FINANCE, Term, terms_for
 from kb.answer.glossary import meanings as glossary_meanings
 from kb.answer.rank import (
+    SENTENCE_VECTORS,
     SentenceScorer,
     complete_span,
     figures_witness,
@@ -200,7 +201,7 @@ class Answerer:
         store = self.retriever.kb.store
         n = store.chunk_count()  # for the IDF of the question's words, in ranking and coverage
         weights = term_weights(question, store, n)
-        embed = self.retriever.embed_queries
+        embed = SENTENCE_VECTORS.embedding(self.retriever.embed_queries, self.retriever.kb.embedder.fingerprint)
         ranked = rank_sentences(question, hits, embed, weights)
         if ranked and self.hops:
             # A second hop for the names the best evidence brings in (multi-hop questions).

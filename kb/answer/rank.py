@@ -34,6 +34,49 @@ def _is_heading(text: str) -> bool:
     return len(title.split()) <= 6 and title[-1] not in ".!?:;)" and not any(ch.isdigit() or ch in "|@" for ch in title)
 
 
+class SentenceVectors:
+    """The vectors of texts embedded before, by embedding model and exact text, least recently
+    used dropped first: a resident process (`kb serve`, `kb chat`, `kb eval qa`) ranks the
+    sentences of the same passages question after question, and embedding them was most of the
+    ranking's time. The same text and model give the same vector, so nothing stale can be served.
+    """
+
+    def __init__(self, size: int = 50_000) -> None:
+        import collections
+        import threading
+
+        self.size = size
+        self._vectors: collections.OrderedDict[tuple[str, str], np.ndarray] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def embedding(self, embed: Callable[[list[str]], np.ndarray], model: str) -> Callable[[list[str]], np.ndarray]:
+        """`embed` answering from the store of vectors where it can, embedding only the rest."""
+
+        def cached(texts: list[str]) -> np.ndarray:
+            found: dict[str, np.ndarray] = {}
+            with self._lock:
+                for t in texts:
+                    v = self._vectors.get((model, t))
+                    if v is not None:
+                        found[t] = v
+                        self._vectors.move_to_end((model, t))
+            missing = [t for t in dict.fromkeys(texts) if t not in found]
+            if missing:
+                new = embed(missing)
+                with self._lock:
+                    for t, v in zip(missing, new, strict=True):
+                        found[t] = v
+                        self._vectors[(model, t)] = v
+                    while len(self._vectors) > self.size:
+                        self._vectors.popitem(last=False)
+            return np.stack([found[t] for t in texts]) if texts else embed(texts)
+
+        return cached
+
+
+SENTENCE_VECTORS = SentenceVectors()
+
+
 def idf(df: int, n: int) -> float:
     """Inverse document frequency of a word found in `df` of `n` passages; a word found nowhere
     weighs most."""
