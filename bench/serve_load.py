@@ -3,6 +3,7 @@ behind the bounded LLM queue, and one streaming client's time to the first verif
 
     python bench/serve_load.py                         # samples/, default models
     python bench/serve_load.py --serve-kb PATH --search-clients 32 --ask-clients 8
+    python bench/serve_load.py --search-only           # the two search phases only, no LLM loaded
     python bench/run.py --only serve_load              # the same, in the shared runner's report
 
 It ingests samples/ into a temporary knowledge base (unless --serve-kb), starts `kb serve` in its own
@@ -81,11 +82,11 @@ def kb_command() -> list[str]:
     return [sys.executable, "-m", "cli"]
 
 
-def start_server(home: Path, port: int, queue: int, log: Path) -> subprocess.Popen:
-    """`kb serve` in its own process; returns once /health answers."""
+def start_server(home: Path, port: int, queue: int, log: Path, *, llm: bool = True) -> subprocess.Popen:
+    """`kb serve` in its own process (without an LLM unless `llm`); returns once /health answers."""
     env = {**os.environ, "KB_SERVE_QUEUE": str(queue)}
     proc = subprocess.Popen(
-        [*kb_command(), "serve", "--kb", str(home), "--port", str(port)],
+        [*kb_command(), "serve", "--kb", str(home), "--port", str(port), *([] if llm else ["--no-llm"])],
         cwd=REPO,
         env=env,
         stdout=log.open("w"),
@@ -254,6 +255,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stream-rounds", type=int, default=5)
     p.add_argument("--serve-queue", type=int, default=4, help="serve_queue of the server.")
     p.add_argument("--serve-limit", type=float, default=300.0, help="Time limit of each phase, in seconds.")
+    p.add_argument(
+        "--search-only",
+        action="store_true",
+        help="Run only the two search phases (no ask or stream phase, the server loads no LLM).",
+    )
 
 
 def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -265,13 +271,17 @@ def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
-    proc = start_server(home, port, o.serve_queue, tmp / "serve.log")
+    search_only = getattr(o, "search_only", False)
+    proc = start_server(home, port, o.serve_queue, tmp / "serve.log", llm=not search_only)
     ready = time.perf_counter() - started
+    ask: dict[str, Any] | None = None
+    stream: dict[str, Any] | None = None
     try:
         with httpx.Client(base_url=url, timeout=300) as c:  # warm: the first calls pay for lazy set-up
             for q in QUESTIONS[:5]:
                 c.post("/v1/search", json={"query": q})
-            c.post("/v1/ask", json={"question": QUESTIONS[0]})
+            if not search_only:
+                c.post("/v1/ask", json={"question": QUESTIONS[0]})
         limit = o.serve_limit
         cpu0 = cpu_seconds(proc.pid)
         distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, True))
@@ -279,8 +289,9 @@ def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cpu0 = cpu_seconds(proc.pid)
         search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, False))
         search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
-        ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, limit))
-        stream = stream_phase(url, o.stream_rounds)
+        if not search_only:
+            ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, limit))
+            stream = stream_phase(url, o.stream_rounds)
     finally:
         proc.terminate()
         try:
@@ -288,15 +299,18 @@ def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
-    return {
+    out: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "loadavg": load,
         "server_ready_s": round(ready, 1),
         "search_distinct": distinct,
         "search": search,
-        "ask": ask,
-        "stream": stream,
     }
+    if search_only:
+        out["search_only"] = True
+    else:
+        out["ask"], out["stream"] = ask, stream
+    return out
 
 
 def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
@@ -307,7 +321,7 @@ def run_section(o: argparse.Namespace, tmp: Path, res: dict[str, Any]) -> None:
 def report(res: dict[str, Any]) -> list[str]:
     """The figures beside their targets."""
     r = res[NAME]
-    distinct, search, ask, stream = r["search_distinct"], r["search"], r["ask"], r["stream"]
+    distinct, search = r["search_distinct"], r["search"]
     lines = [
         f"kb serve load ({r['date']}, load average {' '.join(r['loadavg'])}; server ready in {r['server_ready_s']} s)",
         f"{'':42}{'measured':>16}{'target':>12}",
@@ -331,6 +345,11 @@ def report(res: dict[str, Any]) -> list[str]:
         ("search errors (repeated)", f"{search['errors']}/{search['requests']}", "0"),
         ("search throughput (repeated)", f"{search['per_second']}/s", ""),
         ("server CPU per search (repeated)", f"{search['server_cpu_ms_per_request']} ms", ""),
+    ]
+    ask, stream = r.get("ask"), r.get("stream")
+    if ask is None or stream is None:  # --search-only
+        return lines + [f"{name:42}{value:>16}{target:>12}" for name, value, target in rows]
+    rows += [
         (f"ask answered ({ask['clients']} clients)", str(ask["answered"]), ""),
         ("ask refused with 429", str(ask["refused_429"]), ""),
         ("ask errors", str(ask["errors"]), "0"),
@@ -355,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         with RESULTS.open("a") as fh:
             fh.write(json.dumps({"bench": NAME, **res[NAME]}) + "\n")
     r = res[NAME]
-    parts = (r["search_distinct"], r["search"], r["ask"], r["stream"])
+    parts = [r[name] for name in ("search_distinct", "search", "ask", "stream") if name in r]
     return 0 if all(part["errors"] == 0 for part in parts) else 1
 
 

@@ -46,3 +46,26 @@ def test_a_new_benchmark_module_is_found_by_its_file_alone(tmp_path, monkeypatch
     (pkg / "helpers.py").write_text("X = 1\n")  # no run_section: not a benchmark
     monkeypatch.syspath_prepend(str(tmp_path))
     assert list(modules(pkg, "mybench")) == [*SECTIONS, "ingest_pdf"]
+
+
+def test_serve_load_reports_a_search_only_run_without_ask_or_stream_rows():
+    from bench.serve_load import report
+
+    phase = {
+        "clients": 32,
+        "requests": 800,
+        "errors": 0,
+        "p50_ms": 40.0,
+        "p95_ms": 90.0,
+        "per_second": 400.0,
+        "server_cpu_ms_per_request": 2.0,
+    }
+    run = {"date": "d", "loadavg": ["0.1"], "server_ready_s": 1.0, "search_distinct": phase, "search": phase}
+    lines = report({"serve_load": {**run, "search_only": True}})
+    assert any("search p95 (32 clients, distinct)" in line and "90.0 ms" in line for line in lines)
+    assert not any(line.startswith("ask") or "stream" in line for line in lines)
+    ask = {"clients": 8, "answered": 1, "refused_429": 0, "errors": 0, "p50_s": 1, "p95_s": 1}
+    ask |= {"queue_wait_p50_s": 0, "queue_wait_p95_s": 0}
+    stream = {"first_sentence_p50_s": 1.0, "complete_p50_s": 1.0}
+    full = report({"serve_load": {**run, "ask": ask, "stream": stream}})
+    assert any(line.startswith("ask errors") for line in full) and any("stream" in line for line in full)
