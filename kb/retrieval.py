@@ -106,20 +106,21 @@ def _shingles(text: str, n: int = 3) -> frozenset[str]:
 def drop_near_duplicates(chunks: list[ChunkRow], threshold: float = 0.9) -> list[int]:
     """Indexes of chunks to keep: each kept one differs from every better-ranked one."""
     kept: list[int] = []
-    kept_sh: list[frozenset[str]] = []
+    kept_sh: list[tuple[frozenset[str], int]] = []
     for i, chunk in enumerate(chunks):
         sh = _shingles(chunk.text)
-        if not any(_jaccard(sh, other) >= threshold for other in kept_sh if _size_bound(sh, other) >= threshold):
+        n = len(sh)
+        for other, m in kept_sh:
+            # The Jaccard similarity of two sets is at most |smaller| / |larger| (the rounded
+            # quotient as well, rounding being monotonic): a pair this bound rules out needs no
+            # intersection, and most pairs are ruled out so.
+            small, large = (n, m) if n < m else (m, n)
+            if small / max(1, large) >= threshold and _jaccard(sh, other) >= threshold:
+                break
+        else:
             kept.append(i)
-            kept_sh.append(sh)
+            kept_sh.append((sh, n))
     return kept
-
-
-def _size_bound(a: frozenset, b: frozenset) -> float:
-    # The Jaccard similarity of two sets is at most |smaller| / |larger| (the rounded quotient as
-    # well, rounding being monotonic): a pair this bound already rules out needs no intersection.
-    small, large = sorted((len(a), len(b)))
-    return small / max(1, large)
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:
