@@ -77,6 +77,14 @@ def cpu_per_request(pid: int, before: float | None, requests: int) -> float | No
     return round((after - before) * 1000 / requests, 2)
 
 
+def _own_cpu_per_request(before: float, requests: int) -> float | None:
+    """This process's CPU milliseconds per request since `before` (time.process_time): what the
+    benchmark's own HTTP clients spend, on the same cores as the server."""
+    if not requests:
+        return None
+    return round((time.process_time() - before) * 1000 / requests, 2)
+
+
 def kb_command() -> list[str]:
     """How to run kb with this Python."""
     return [sys.executable, "-m", "cli"]
@@ -283,12 +291,14 @@ def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if not search_only:
                 c.post("/v1/ask", json={"question": QUESTIONS[0]})
         limit = o.serve_limit
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
         distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, True))
         distinct["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, distinct["requests"])
-        cpu0 = cpu_seconds(proc.pid)
+        distinct["client_cpu_ms_per_request"] = _own_cpu_per_request(own0, distinct["requests"])
+        cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
         search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, False))
         search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
+        search["client_cpu_ms_per_request"] = _own_cpu_per_request(own0, search["requests"])
         if not search_only:
             ask = asyncio.run(ask_phase(url, o.ask_clients, o.ask_requests, limit))
             stream = stream_phase(url, o.stream_rounds)
@@ -336,6 +346,7 @@ def report(res: dict[str, Any]) -> list[str]:
         ("search errors (distinct)", f"{distinct['errors']}/{distinct['requests']}", "0"),
         ("search throughput (distinct)", f"{distinct['per_second']}/s", ""),
         ("server CPU per search (distinct)", f"{distinct['server_cpu_ms_per_request']} ms", ""),
+        ("client CPU per search (distinct)", f"{distinct.get('client_cpu_ms_per_request')} ms", ""),
         (f"search p50 ({search['clients']} clients, repeated)", f"{search['p50_ms']} ms", ""),
         (
             f"search p95 ({search['clients']} clients, repeated)",
@@ -345,6 +356,7 @@ def report(res: dict[str, Any]) -> list[str]:
         ("search errors (repeated)", f"{search['errors']}/{search['requests']}", "0"),
         ("search throughput (repeated)", f"{search['per_second']}/s", ""),
         ("server CPU per search (repeated)", f"{search['server_cpu_ms_per_request']} ms", ""),
+        ("client CPU per search (repeated)", f"{search.get('client_cpu_ms_per_request')} ms", ""),
     ]
     ask, stream = r.get("ask"), r.get("stream")
     if ask is None or stream is None:  # --search-only
