@@ -373,6 +373,18 @@ def report(res: dict[str, Any]) -> list[str]:
     return lines + [f"{name:42}{value:>16}{target:>12}" for name, value, target in rows]
 
 
+def _commit() -> str | None:
+    """The checked-out commit (with +dirty for uncommitted changes), None outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run on its own: measure, print, append to bench/results.jsonl."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
         res = {NAME: measure(o, Path(tmp))}
     print("\n".join(report(res)))
     if not o.no_save:
+        command = " ".join(["python", "bench/serve_load.py", *(sys.argv[1:] if argv is None else argv)])
         with RESULTS.open("a") as fh:
-            fh.write(json.dumps({"bench": NAME, **res[NAME]}) + "\n")
+            fh.write(json.dumps({"bench": NAME, "command": command, "commit": _commit(), **res[NAME]}) + "\n")
     r = res[NAME]
     parts = [r[name] for name in ("search_distinct", "search", "ask", "stream") if name in r]
     return 0 if all(part["errors"] == 0 for part in parts) else 1
