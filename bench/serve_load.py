@@ -4,6 +4,7 @@ behind the bounded LLM queue, and one streaming client's time to the first verif
     python bench/serve_load.py                         # samples/, default models
     python bench/serve_load.py --serve-kb PATH --search-clients 32 --ask-clients 8
     python bench/serve_load.py --search-only           # the two search phases only, no LLM loaded
+    python bench/serve_load.py --search-only --raw-client   # ... with a lean HTTP client instead of httpx
     python bench/run.py --only serve_load              # the same, in the shared runner's report
 
 It ingests samples/ into a temporary knowledge base (unless --serve-kb), starts `kb serve` in its own
@@ -114,39 +115,96 @@ def start_server(home: Path, port: int, queue: int, log: Path, *, llm: bool = Tr
     raise SystemExit(f"kb serve did not answer within 300 s; see {log}")
 
 
-async def search_phase(url: str, clients: int, per_client: int, limit_s: float, distinct: bool) -> dict[str, Any]:
+# What counts as a failed search (a connection error, a timeout, a body without hits).
+SEARCH_ERRORS = (httpx.HTTPError, OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, KeyError)
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client for JSON POSTs (--raw-client): a tenth of httpx's CPU
+    per request, so that on a small machine the load generator takes less of the server's cores."""
+
+    def __init__(self, url: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port or 80)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict) -> tuple[int, bytes]:
+        """(status, body) of one POST; the connection is opened on first use and kept."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length")
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def search_phase(
+    url: str, clients: int, per_client: int, limit_s: float, distinct: bool, raw: bool = False
+) -> dict[str, Any]:
     """`clients` concurrent clients, each sending `per_client` searches one after the other: the
     sample questions over and over, or (`distinct`) each made unique, so none is answered from
-    the server's cache of query vectors."""
+    the server's cache of query vectors. The clients are httpx's, or with `raw` RawClient."""
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.monotonic() + limit_s
 
     async def client(i: int) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            rc = RawClient(url) if raw else None
             for j in range(per_client):
                 if time.monotonic() > deadline:
-                    return
+                    break
                 q = QUESTIONS[(i * per_client + j) % len(QUESTIONS)]
                 if distinct:
                     q = f"{q} (request {i}-{j})"
                 t0 = time.perf_counter()
                 try:
-                    r = await c.post("/v1/search", json={"query": q, "k": 10})
-                    if r.status_code != 200:
-                        errors.append(f"HTTP {r.status_code}")
+                    if rc is not None:
+                        status, body = await asyncio.wait_for(rc.post("/v1/search", {"query": q, "k": 10}), 30)
+                    else:
+                        r = await c.post("/v1/search", json={"query": q, "k": 10})
+                        status, body = r.status_code, r.content
+                    if status != 200:
+                        errors.append(f"HTTP {status}")
                         continue
-                    r.json()["hits"]
-                except (httpx.HTTPError, ValueError, KeyError) as exc:
+                    json.loads(body)["hits"]
+                except (
+                    httpx.HTTPError,
+                    OSError,
+                    TimeoutError,
+                    asyncio.IncompleteReadError,
+                    ValueError,
+                    KeyError,
+                ) as exc:
                     errors.append(type(exc).__name__)
+                    if rc is not None:  # a broken connection is opened again
+                        await rc.close()
+                        rc = RawClient(url)
                     continue
                 latencies.append(time.perf_counter() - t0)
+            if rc is not None:
+                await rc.close()
 
     t0 = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
     wall = time.perf_counter() - t0
     return {
         "clients": clients,
+        "client": "raw" if raw else "httpx",
         "distinct_queries": distinct,
         "requests": len(latencies) + len(errors),
         "errors": len(errors),
@@ -264,6 +322,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--serve-queue", type=int, default=4, help="serve_queue of the server.")
     p.add_argument("--serve-limit", type=float, default=300.0, help="Time limit of each phase, in seconds.")
     p.add_argument(
+        "--raw-client",
+        action="store_true",
+        help="Search with a minimal HTTP/1.1 client instead of httpx (less of the cores taken by the clients).",
+    )
+    p.add_argument(
         "--search-only",
         action="store_true",
         help="Run only the two search phases (no ask or stream phase, the server loads no LLM).",
@@ -292,11 +355,12 @@ def measure(o: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 c.post("/v1/ask", json={"question": QUESTIONS[0]})
         limit = o.serve_limit
         cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
-        distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, True))
+        raw = getattr(o, "raw_client", False)
+        distinct = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, True, raw))
         distinct["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, distinct["requests"])
         distinct["client_cpu_ms_per_request"] = _own_cpu_per_request(own0, distinct["requests"])
         cpu0, own0 = cpu_seconds(proc.pid), time.process_time()
-        search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, False))
+        search = asyncio.run(search_phase(url, o.search_clients, o.search_requests, limit, False, raw))
         search["server_cpu_ms_per_request"] = cpu_per_request(proc.pid, cpu0, search["requests"])
         search["client_cpu_ms_per_request"] = _own_cpu_per_request(own0, search["requests"])
         if not search_only:
@@ -337,6 +401,7 @@ def report(res: dict[str, Any]) -> list[str]:
         f"{'':42}{'measured':>16}{'target':>12}",
     ]
     rows = [
+        ("search clients", str(distinct.get("client", "httpx")), ""),
         (f"search p50 ({distinct['clients']} clients, distinct)", f"{distinct['p50_ms']} ms", ""),
         (
             f"search p95 ({distinct['clients']} clients, distinct)",

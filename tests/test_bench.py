@@ -3,6 +3,7 @@ fresh process through bench/run.py (a small FAISS scale run, real faiss)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -69,3 +70,40 @@ def test_serve_load_reports_a_search_only_run_without_ask_or_stream_rows():
     stream = {"first_sentence_p50_s": 1.0, "complete_p50_s": 1.0}
     full = report({"serve_load": {**run, "ask": ask, "stream": stream}})
     assert any(line.startswith("ask errors") for line in full) and any("stream" in line for line in full)
+
+
+def test_serve_load_raw_client_reads_the_same_answers_as_httpx(settings, tmp_path):
+    """The lean client of `--raw-client` against a real server: same status and JSON as httpx."""
+    import asyncio
+
+    import httpx
+
+    from bench.serve_load import RawClient, search_phase
+    from kb.indexer import ingest
+    from kb.knowledge import KnowledgeBase
+    from kb.server.run import ThreadedServer
+    from kb.server.service import Service
+    from tests.fakes import FakeEmbedder
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "leave.md").write_text("# Leave\n\nEmployees receive 28 days of annual leave.\n")
+    with KnowledgeBase(settings, embedder=FakeEmbedder(), write=True) as kb:
+        ingest(kb, [docs], isolate=False)
+    service = Service(settings, embedder=FakeEmbedder(), load_llm=False)
+
+    async def raw(url: str) -> list[tuple[int, bytes]]:
+        c = RawClient(url)
+        out = [await c.post("/v1/search", {"query": "annual leave", "k": 3}) for _ in range(3)]
+        out.append(await c.post("/v1/search", {"query": "", "k": 3}))
+        await c.close()
+        return out
+
+    with ThreadedServer(service) as srv:
+        got = asyncio.run(raw(srv.url))
+        want = httpx.post(srv.url + "/v1/search", json={"query": "annual leave", "k": 3})
+        assert [s for s, _ in got] == [200, 200, 200, 400]
+        assert all(json.loads(b) == want.json() for _, b in got[:3]) and want.json()["hits"]
+        phase = asyncio.run(search_phase(srv.url, 4, 3, 30, distinct=True, raw=True))
+        assert phase["requests"] == 12 and phase["errors"] == 0 and phase["client"] == "raw"
+    service.close()
