@@ -120,8 +120,9 @@ SEARCH_ERRORS = (httpx.HTTPError, OSError, TimeoutError, asyncio.IncompleteReadE
 
 
 class RawClient:
-    """A minimal HTTP/1.1 keep-alive client for JSON POSTs (--raw-client): a tenth of httpx's CPU
-    per request, so that on a small machine the load generator takes less of the server's cores."""
+    """A minimal HTTP/1.1 keep-alive client for JSON POSTs (--raw-client): about 2.3 ms of CPU per
+    search against httpx's 3.3-4.3 ms (2 shared cores, 2026-12-02), so that on a small machine the
+    load generator takes less of the cores the server needs."""
 
     def __init__(self, url: str) -> None:
         host, _, port = url.removeprefix("http://").partition(":")
