@@ -95,22 +95,31 @@ def score_fusion(
 
 
 @functools.lru_cache(maxsize=8192)
-def _shingles(text: str, n: int = 3) -> frozenset[tuple[str, ...]]:
+def _shingles(text: str, n: int = 3) -> frozenset[str]:
     # Cached: a server meets the same passages query after query, and this was a third of a search.
+    # Each shingle is its words joined by a space (words never hold one, so distinct shingles stay
+    # distinct): a string keeps its hash, so comparing two sets rehashes nothing, unlike tuples.
     words = [w.lower() for w in _WORD.findall(text)]
-    return frozenset(tuple(words[i : i + n]) for i in range(max(1, len(words) - n + 1)))
+    return frozenset(" ".join(words[i : i + n]) for i in range(max(1, len(words) - n + 1)))
 
 
 def drop_near_duplicates(chunks: list[ChunkRow], threshold: float = 0.9) -> list[int]:
     """Indexes of chunks to keep: each kept one differs from every better-ranked one."""
     kept: list[int] = []
-    kept_sh: list[frozenset[tuple[str, ...]]] = []
+    kept_sh: list[tuple[frozenset[str], int]] = []
     for i, chunk in enumerate(chunks):
         sh = _shingles(chunk.text)
-        dup = any(_jaccard(sh, other) >= threshold for other in kept_sh)
-        if not dup:
+        n = len(sh)
+        for other, m in kept_sh:
+            # The Jaccard similarity of two sets is at most |smaller| / |larger| (the rounded
+            # quotient as well, rounding being monotonic): a pair this bound rules out needs no
+            # intersection, and most pairs are ruled out so.
+            small, large = (n, m) if n < m else (m, n)
+            if small / max(1, large) >= threshold and _jaccard(sh, other) >= threshold:
+                break
+        else:
             kept.append(i)
-            kept_sh.append(sh)
+            kept_sh.append((sh, n))
     return kept
 
 

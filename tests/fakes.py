@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -17,15 +18,19 @@ def make_hit(cid: int, doc: int, text: str, title: str = "") -> Hit:
 
 
 class FakeEmbedder(HashingEmbedder):
-    """kb's hashing embedder (texts sharing words get similar vectors), counting its calls."""
+    """kb's hashing embedder (texts sharing words get similar vectors), counting its calls; each
+    call takes `delay` seconds more, like a real model's."""
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 64, delay: float = 0.0) -> None:
         super().__init__(f"fake:dim={dim}")
         self.calls = 0
+        self.delay = delay
 
     def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
         """One normalised vector per text."""
         self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
         return super().embed(texts, batch_size=batch_size)
 
 

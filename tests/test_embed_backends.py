@@ -165,3 +165,20 @@ def test_query_path_does_not_import_torch(cache_env):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert out.stderr == ""  # the library prints nothing
+
+
+def test_server_batches_of_queries_match_each_query_embedded_alone(cache_env):
+    """The server embeds concurrent queries in one ONNX call (SharedEmbedder): padding them to the
+    longest must not move any vector beyond float noise."""
+    from kb.embeddings import load_embedder
+    from kb.server.service import SharedEmbedder
+
+    onnx = load_embedder("default", threads=1, backend="onnx")
+    queries = [t for t in TEXTS if len(t) < 200] + ["annual leave", "Who approves expense claims over 500 euros?"]
+    singles = np.stack([onnx.embed([q])[0] for q in queries])
+    shared = SharedEmbedder(onnx, parallel=1)
+    futures = shared.submit(queries)  # queued at once: the worker takes them as one batch
+    batched = np.stack([f.result(timeout=60) for f in futures])
+    assert list(shared.batches) == [len(queries)]
+    assert np.abs(batched - singles).max() < 1e-5
+    shared.close()

@@ -80,6 +80,20 @@ def test_near_duplicates_are_dropped_keeping_the_better_ranked():
     assert drop_near_duplicates(rows) == [0, 2]
 
 
+def test_near_duplicates_at_the_threshold_exactly_and_sets_of_unequal_size():
+    def row(i: int, text: str) -> ChunkRow:
+        return ChunkRow(i, 1, "p", "t", i, text, 0, len(text), None, None, ())
+
+    words = [f"w{i}" for i in range(12)]  # 10 word trigrams
+    whole, most = " ".join(words), " ".join(words[:11])  # 9 of those 10: Jaccard 0.9 exactly
+    assert drop_near_duplicates([row(1, whole), row(2, most)]) == [0]
+    assert drop_near_duplicates([row(1, most), row(2, whole)]) == [0]
+    fewer = " ".join(words[:10])  # 8 of 10: 0.8, kept
+    assert drop_near_duplicates([row(1, whole), row(2, fewer)]) == [0, 1]
+    # Joined shingles stay distinct: "a b" + "c" is not "a" + "b c".
+    assert drop_near_duplicates([row(1, "ab c d"), row(2, "a bc d")]) == [0, 1]
+
+
 # --- keyword index under incremental change ------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -319,6 +320,40 @@ def test_a_secret_of_another_group_never_reaches_a_token_without_it(server, llm)
         assert SECRET in c.post("/v1/ask", json={"question": "What is the merger codename?"}).text
     with _client(server, "root") as c:
         assert SECRET in c.post("/v1/search", json={"query": "merger codename"}).text
+
+
+def test_concurrent_searches_of_two_groups_match_sequential_ones_and_never_mix(kb_settings, llm):
+    """Searches sent at once by alice (finance) and bob (staff), whose query vectors are embedded
+    in shared batches and remembered across them, return exactly what each gets alone."""
+    service = Service(kb_settings, embedder=FakeEmbedder(delay=0.02), llm=llm)
+    with ThreadedServer(service) as server:
+        server.service = service
+        _searches_match(server)
+    service.close()
+
+
+def _searches_match(server: ThreadedServer) -> None:
+
+    queries = [*QUESTIONS, "merger codename Bluebird", "annual leave days", "part-time staff hours"]
+    jobs = [(who, q, mode) for who in ("alice", "bob") for q in queries for mode in ("hybrid", "dense", "keyword")]
+
+    def search(job: tuple[str, str, str]) -> dict:
+        who, q, mode = job
+        with _client(server, who) as c:
+            r = c.post("/v1/search", json={"query": q, "k": 10, "mode": mode})
+            assert r.status_code == 200, r.text
+            return r.json()
+
+    alone = [search(job) for job in jobs]
+    server.service.embedder._cache.clear()  # embed again, this time in concurrent batches
+    with ThreadPoolExecutor(16) as pool:
+        together = list(pool.map(search, jobs * 2))
+    assert together == alone * 2
+    assert max(server.service.embedder.batches) > 1, "some queries were embedded together"
+    bob = [json.dumps(r) for (who, _, _), r in zip(jobs, alone, strict=True) if who == "bob"]
+    alice = [json.dumps(r) for (who, _, _), r in zip(jobs, alone, strict=True) if who == "alice"]
+    assert not [leak for text in bob for leak in LEAKS if leak in text]
+    assert any(SECRET in text for text in alice), "the secret is there to leak"
 
 
 def test_a_token_that_sees_no_matching_document_gets_a_refusal(kb_settings, llm, tmp_path):

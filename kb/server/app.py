@@ -90,7 +90,8 @@ class SummarizeRequest(BaseModel):
     style: str = "bullets"
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+async def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    # async: a hash and a lookup, not worth the thread FastAPI would run a plain function in.
     return request.app.state.service.caller(authorization)
 
 
@@ -104,17 +105,14 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="kb", version="1", docs_url=None, redoc_url=None)  # the docs pages load a CDN
     app.state.service = service
     app.state.workers = ThreadPoolExecutor(max_workers=service.queue.capacity + 16, thread_name_prefix="kb-answer")
+    # Searches run in a few threads of their own: more would only take turns for the interpreter
+    # lock, each hand-over costing time, while the ones queued here wait for nothing but a thread.
+    searchers = ThreadPoolExecutor(max_workers=max(2, service.settings.threads), thread_name_prefix="kb-search")
+    app.state.searchers = searchers
     if not service.auth_required:
         # Open on loopback: answer only requests addressed to a loopback name, so a web page
         # elsewhere cannot reach this server by pointing its own host name at 127.0.0.1.
-        @app.middleware("http")
-        async def loopback_only(request: Request, call_next: Callable) -> Any:
-            if host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
-                return JSONResponse(
-                    oai.error_body("this server answers only requests addressed to a loopback name", "invalid_host"),
-                    status_code=400,
-                )
-            return await call_next(request)
+        app.add_middleware(LoopbackOnly)
 
     @app.exception_handler(KBError)
     async def kb_error(_: Request, exc: KBError) -> JSONResponse:
@@ -145,9 +143,16 @@ def create_app(service: Service) -> FastAPI:
         return service.status(who)
 
     @app.post("/v1/search", response_model=None)
-    def search(body: SearchRequest, who: Who) -> JSONResponse:
+    async def search(body: SearchRequest, who: Who) -> JSONResponse:
+        mode = service.check_search(who, body.query, body.k, body.mode)
+        # The query vector first, awaited here: it joins the next batch of query embeddings (the
+        # queries of concurrent requests embed together) and is remembered, so the search below
+        # finds it without waiting again.
+        await service.embedder.embed_async([body.query])
+        loop = asyncio.get_running_loop()
+        found = await loop.run_in_executor(searchers, service.search, who, body.query, body.k, mode)
         # Sent as it is: a returned dict would be walked again by FastAPI's encoder on every search.
-        return JSONResponse(service.search(who, body.query, body.k, body.mode))
+        return JSONResponse(found)
 
     @app.post("/v1/ask", response_model=None)
     async def ask(body: AskRequest, request: Request, who: Who) -> Any:
@@ -263,6 +268,25 @@ def create_app(service: Service) -> FastAPI:
         )
 
     return app
+
+
+class LoopbackOnly:
+    """ASGI middleware: 400 for any HTTP request whose Host header is not a loopback name.
+
+    Plain ASGI rather than `@app.middleware("http")`, whose wrapper costs a task group and a
+    stream per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
+            if host_name(host) not in LOOPBACK_HOSTS:
+                body = oai.error_body("this server answers only requests addressed to a loopback name", "invalid_host")
+                await JSONResponse(body, status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def host_name(host: str) -> str:

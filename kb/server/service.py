@@ -10,11 +10,13 @@ chunk rows are read live, so new passages are found by keyword at once.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,19 +70,37 @@ class Caller:
 class SharedEmbedder:
     """The embedder as the server's threads share it.
 
-    At most `parallel` calls run at once (one per core: the server loads the model with one
-    thread per call, which on a CPU spends less time per query than one call spread over both
-    cores). Short calls (queries) are remembered: the same question asked again, by the web page
-    or a client polling, is not embedded again.
+    Queries (calls of at most SHORT texts) are remembered and batched. Remembered: the vector of
+    each exact text is kept (least recently used first out), so the same question asked again, by
+    the web page or a client polling, is not embedded again; one SharedEmbedder wraps one model,
+    so its memory never mixes the vectors of two. Batched: a text not remembered joins a queue
+    that `parallel` worker threads empty, each taking all the queued texts (up to MAX_BATCH) into
+    one model call, so queries that arrive while a batch runs are embedded together in the next;
+    a text already queued or being embedded is not queued twice. Bulk calls (more than SHORT
+    texts: sentences to rank, a summary's passages) run in the calling thread.
+
+    At most `parallel` model calls run at once, batches and bulk calls together (one per core: the
+    server loads the model with one thread per call, which on a CPU spends less time per query
+    than one call spread over both cores).
     """
 
     CACHE_SIZE = 4096
+    SHORT = 4
+    MAX_BATCH = 32
+    IDLE_SECONDS = 30.0  # a worker without work for this long ends; the next query starts another
 
     def __init__(self, inner: Embedder, parallel: int = 1) -> None:
         self.inner = inner
-        self._slots = threading.BoundedSemaphore(max(1, parallel))
+        self.parallel = max(1, parallel)
+        self._slots = threading.BoundedSemaphore(self.parallel)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache, the queue, the workers
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[str] = deque()  # texts waiting for a batch, oldest first
+        self._waiting: dict[str, Future] = {}  # text -> its vector to come (queued or in a batch)
+        self._workers: list[threading.Thread] = []
+        self._stop = False
+        self.batches: deque[int] = deque(maxlen=1000)  # the sizes of the latest batches run
         self.name: str = inner.name
         self.fingerprint: str = inner.fingerprint
         self.tokenizer_file: str = inner.tokenizer_file
@@ -92,24 +112,82 @@ class SharedEmbedder:
         return self.inner.tokenizer()
 
     def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
-        """Vectors, one row per text; queries seen recently come from the cache."""
-        if len(texts) > 4:
+        """Vectors, one row per text; queries seen recently come from the cache, others from a batch."""
+        if len(texts) > self.SHORT or not texts:
             with self._slots:
                 return self.inner.embed(texts, batch_size=batch_size)
-        with self._cache_lock:
-            known = {t: self._cache[t] for t in texts if t in self._cache}
-            for t in known:
-                self._cache.move_to_end(t)
-        missing = list(dict.fromkeys(t for t in texts if t not in known))
-        if missing:
-            with self._slots:
-                fresh = self.inner.embed(missing, batch_size=batch_size)
-            with self._cache_lock:
-                for t, v in zip(missing, fresh, strict=True):
-                    known[t] = self._cache[t] = v
+        return np.stack([f.result() for f in self.submit(texts)])
+
+    async def embed_async(self, texts: list[str]) -> np.ndarray:
+        """`embed` for queries, awaited rather than blocking the event loop."""
+        futures = self.submit(texts)
+        return np.stack([await asyncio.wrap_future(f) for f in futures])
+
+    def submit(self, texts: list[str]) -> list[Future]:
+        """A future vector per text: done at once when remembered, else when its batch has run."""
+        out: list[Future] = []
+        with self._lock:
+            queued = False
+            for t in texts:
+                vec = self._cache.get(t)
+                if vec is not None:
+                    self._cache.move_to_end(t)
+                    done: Future = Future()
+                    done.set_result(vec)
+                    out.append(done)
+                    continue
+                fut = self._waiting.get(t)
+                if fut is None:
+                    fut = self._waiting[t] = Future()
+                    self._queue.append(t)
+                    queued = True
+                out.append(fut)
+            if queued:
+                self._stop = False
+                while len(self._workers) < self.parallel:
+                    worker = threading.Thread(target=self._work, name="kb-embed", daemon=True)
+                    self._workers.append(worker)
+                    worker.start()
+                self._wake.notify()
+        return out
+
+    def _work(self) -> None:
+        me = threading.current_thread()
+        while True:
+            with self._lock:
+                while not self._queue:
+                    if self._stop or (not self._wake.wait(self.IDLE_SECONDS) and not self._queue):
+                        self._workers.remove(me)
+                        return
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.MAX_BATCH))]
+                self.batches.append(len(batch))
+            try:
+                with self._slots:
+                    vecs = np.asarray(self.inner.embed(batch, batch_size=self.MAX_BATCH), dtype=np.float32)
+            except Exception as exc:  # every waiting caller gets the error, and the worker goes on
+                with self._lock:
+                    futures = [self._waiting.pop(t) for t in batch]
+                for fut in futures:
+                    fut.set_exception(exc)
+                continue
+            with self._lock:
+                futures = [self._waiting.pop(t) for t in batch]
+                rows = []
+                for t, row in zip(batch, vecs, strict=True):
+                    row = row.copy()
+                    row.flags.writeable = False  # callers get copies (np.stack); the cache stays as computed
+                    self._cache[t] = row
+                    rows.append(row)
                 while len(self._cache) > self.CACHE_SIZE:
                     self._cache.popitem(last=False)
-        return np.stack([known[t] for t in texts]).astype(np.float32, copy=True)
+            for fut, row in zip(futures, rows, strict=True):
+                fut.set_result(row)
+
+    def close(self) -> None:
+        """Let the workers end once the queue is empty (a later query starts them again)."""
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
 
 
 class CancellableLLM:
@@ -261,11 +339,12 @@ class Service:
         return self._generation
 
     def close(self) -> None:
-        """Close every reader."""
+        """Close every reader; the embedding workers end."""
         with self._handles_lock:
             for kb in self._handles:
                 kb.close()
             self._handles.clear()
+        self.embedder.close()
 
     # --- answering --------------------------------------------------------------------------------
     def answerer(self, kb: KnowledgeBase, *, extractive: bool, cancel: threading.Event | None = None) -> Any:
@@ -281,15 +360,20 @@ class Service:
             answerer.llm = CancellableLLM(answerer.llm, cancel)
         return answerer
 
-    def search(self, caller: Caller, query: str, k: int = 10, mode: str | None = None) -> dict:
-        """`POST /v1/search`: the JSON of `kb search --json`, over the caller's documents."""
-        from kb.retrieval import Retriever
-
+    def check_search(self, caller: Caller, query: str, k: int = 10, mode: str | None = None) -> str:
+        """The search mode to use; Forbidden or InputError when the search cannot be made."""
         caller.require("search")
         mode = _mode(mode, self.settings.search_mode)
         _check_k(k)
         if not query.strip():
             raise InputError("query: empty")
+        return mode
+
+    def search(self, caller: Caller, query: str, k: int = 10, mode: str | None = None) -> dict:
+        """`POST /v1/search`: the JSON of `kb search --json`, over the caller's documents."""
+        from kb.retrieval import Retriever
+
+        mode = self.check_search(caller, query, k, mode)
         kb = self.handle()
         hits = Retriever(kb).search(query, k, mode, allow=self.allow(kb, caller))
         return {"query": query, "mode": mode, "hits": [h.to_json() for h in hits]}
