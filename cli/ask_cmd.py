@@ -71,6 +71,7 @@ def ask(
     from kb.answer import Answerer
     from kb.errors import InputError
     from kb.knowledge import KnowledgeBase, unread_summary
+    from kb.llm import BackgroundLLM
 
     if not question.strip():
         raise InputError('the question is empty: ask something, e.g. kb ask "How many days of leave do we get?"')
@@ -113,7 +114,11 @@ def ask(
             # The language model loads in a thread while the question is searched and its
             # sentences ranked (both in native code); the answer waits for it.
             answerer = Answerer.for_kb(base, extractive=extractive, background=True)
-            answer = answerer.ask(question, extractive=extractive)
+            try:
+                answer = answerer.ask(question, extractive=extractive)
+            finally:
+                if isinstance(answerer.llm, BackgroundLLM):
+                    answerer.llm.wait()  # its load silences stderr, where warnings and errors go
     for warning in answerer.warnings:  # after the spinner, which would overwrite a line written under it
         typer.echo(f"kb: {warning}", err=True)
     if json_out:

@@ -6,6 +6,7 @@ import ctypes
 import functools
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,8 +57,6 @@ class BackgroundLLM:
     """
 
     def __init__(self, load: Callable[[], LLM]) -> None:
-        import threading
-
         self._model: LLM | None = None
         self._error: BaseException | None = None
 
@@ -69,6 +68,11 @@ class BackgroundLLM:
 
         self._thread = threading.Thread(target=run, name="kb-llm-load", daemon=True)
         self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the load to end (kb ask does before it writes anything to stderr, which llama.cpp's
+        load silences for its duration)."""
+        self._thread.join()
 
     def get(self) -> LLM:
         """The loaded model (waiting for it), or the loader's error."""
@@ -130,6 +134,12 @@ def resolve_gguf(name: str) -> Path:
     return path
 
 
+# One thread at a time swaps the stderr file descriptor: two interleaved swaps (the model loading
+# in kb ask's background thread while the main thread loads the sentence scorer) would restore
+# each other's copy of /dev/null and leave stderr silenced for good.
+_QUIET = threading.RLock()
+
+
 @contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """Silence llama.cpp's C-level logging, which bypasses Python's sys.stderr."""
@@ -138,16 +148,17 @@ def _quiet_stderr() -> Iterator[None]:
     except (AttributeError, OSError, ValueError):
         yield
         return
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        sys.stderr.flush()
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(devnull)
-        os.close(saved)
+    with _QUIET:
+        saved = os.dup(fd)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            sys.stderr.flush()
+            os.dup2(devnull, fd)
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(devnull)
+            os.close(saved)
 
 
 def open_llama(path: Path, **params: Any) -> Any:

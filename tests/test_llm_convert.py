@@ -155,3 +155,31 @@ def test_drafting_writes_the_same_answer_in_fewer_passes(tmp_path):
         passes.append(len(calls))
     assert texts[0] and texts[1] == texts[0]
     assert passes[1] < passes[0]
+
+
+def test_stderr_is_restored_when_two_threads_silence_it_at_once():
+    import subprocess
+    import sys
+
+    # In a process of its own: pytest's capture replaces sys.stderr, which the silencer leaves alone.
+    script = """
+import os, threading, time
+from kb.llm import _quiet_stderr
+
+def quiet(hold):
+    with _quiet_stderr():
+        os.write(2, b"hidden\\n")
+        time.sleep(hold)
+
+threads = [threading.Thread(target=quiet, args=(h,)) for h in (0.05, 0.2)]  # the first ends first
+threads[0].start()
+time.sleep(0.02)
+threads[1].start()
+for t in threads:
+    t.join()
+os.write(2, b"visible\\n")
+"""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo}
+    err = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True).stderr
+    assert "visible" in err and "hidden" not in err
