@@ -93,16 +93,8 @@ class BackgroundLLM:
     def count_tokens(self, text: str) -> int:
         return self.get().count_tokens(text)
 
-    def chat(
-        self,
-        messages: list[Message],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        on_token: Callable[[str], None] | None = None,
-        stop: list[str] | None = None,
-    ) -> str:
-        return self.get().chat(messages, max_tokens=max_tokens, temperature=temperature, on_token=on_token, stop=stop)
+    def chat(self, messages: list[Message], **options: Any) -> str:
+        return self.get().chat(messages, **options)
 
 
 def default_gguf_path() -> Path:
