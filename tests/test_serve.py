@@ -15,8 +15,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
+import numpy as np
 import openai
 import pytest
 
@@ -325,11 +327,33 @@ def test_a_secret_of_another_group_never_reaches_a_token_without_it(server, llm)
 def test_concurrent_searches_of_two_groups_match_sequential_ones_and_never_mix(kb_settings, llm):
     """Searches sent at once by alice (finance) and bob (staff), whose query vectors are embedded
     in shared batches and remembered across them, return exactly what each gets alone."""
-    service = Service(kb_settings, embedder=FakeEmbedder(delay=0.02), llm=llm)
+    held = _HeldEmbedder()
+    # One embedding worker, whose first batch waits until more queries are queued: batches of
+    # several queries form whatever the machine's load.
+    service = Service(dataclasses.replace(kb_settings, threads=1), embedder=held, llm=llm)
+    held.shared = service.embedder
     with ThreadedServer(service) as server:
         server.service = service
         _searches_match(server)
     service.close()
+
+
+class _HeldEmbedder(FakeEmbedder):
+    """The fake embedder, whose first call after `hold` is set waits (up to 10 s) until at least
+    two more queries are queued behind it."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.02)
+        self.shared: Any = None
+        self.hold = False
+
+    def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        if self.hold and self.shared is not None:
+            self.hold = False
+            deadline = time.monotonic() + 10
+            while len(self.shared._queue) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return super().embed(texts, batch_size=batch_size)
 
 
 def _searches_match(server: ThreadedServer) -> None:
@@ -346,6 +370,9 @@ def _searches_match(server: ThreadedServer) -> None:
 
     alone = [search(job) for job in jobs]
     server.service.embedder._cache.clear()  # embed again, this time in concurrent batches
+    inner = server.service.embedder.inner
+    if isinstance(inner, _HeldEmbedder):
+        inner.hold = True
     with ThreadPoolExecutor(16) as pool:
         together = list(pool.map(search, jobs * 2))
     assert together == alone * 2
