@@ -13,6 +13,8 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections import OrderedDict
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -246,3 +248,33 @@ def prepare(embedder: Embedder) -> None:
     step = getattr(embedder, "prepare", None)
     if step:
         step()
+
+
+class VectorCache:
+    """Vectors by key (a text, or a model and a text), the least recently used dropped once more
+    than `size` are kept. Not locked: its users hold their own lock around it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._vectors: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+
+    def get(self, key: Hashable) -> np.ndarray | None:
+        """The vector kept for `key` (now the most recently used), or None."""
+        vec = self._vectors.get(key)
+        if vec is not None:
+            self._vectors.move_to_end(key)
+        return vec
+
+    def put(self, key: Hashable, vec: np.ndarray) -> None:
+        """Keep `vec` for `key`, dropping the least recently used past `size`."""
+        self._vectors[key] = vec
+        self._vectors.move_to_end(key)
+        while len(self._vectors) > self.size:
+            self._vectors.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every vector."""
+        self._vectors.clear()
+
+    def __len__(self) -> int:
+        return len(self._vectors)

@@ -42,11 +42,11 @@ class SentenceVectors:
     """
 
     def __init__(self, size: int = 50_000) -> None:
-        import collections
         import threading
 
-        self.size = size
-        self._vectors: collections.OrderedDict[tuple[str, str], np.ndarray] = collections.OrderedDict()
+        from kb.embeddings import VectorCache
+
+        self._vectors = VectorCache(size)
         self._lock = threading.Lock()
 
     def embedding(self, embed: Callable[[list[str]], np.ndarray], model: str) -> Callable[[list[str]], np.ndarray]:
@@ -59,16 +59,13 @@ class SentenceVectors:
                     v = self._vectors.get((model, t))
                     if v is not None:
                         found[t] = v
-                        self._vectors.move_to_end((model, t))
             missing = [t for t in dict.fromkeys(texts) if t not in found]
             if missing:
                 new = embed(missing)
                 with self._lock:
                     for t, v in zip(missing, new, strict=True):
                         found[t] = v
-                        self._vectors[(model, t)] = v
-                    while len(self._vectors) > self.size:
-                        self._vectors.popitem(last=False)
+                        self._vectors.put((model, t), v)
             return np.stack([found[t] for t in texts]) if texts else embed(texts)
 
         return cached

@@ -14,7 +14,7 @@ import asyncio
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -26,7 +26,7 @@ import numpy as np
 
 from kb.chat import remaining_pieces, sentence_piece
 from kb.config import Settings
-from kb.embeddings import Embedder
+from kb.embeddings import Embedder, VectorCache
 from kb.errors import InputError, KBError
 from kb.groups import Access, visible_documents
 from kb.knowledge import DB_FILE, KnowledgeBase
@@ -93,7 +93,7 @@ class SharedEmbedder:
         self.inner = inner
         self.parallel = max(1, parallel)
         self._slots = threading.BoundedSemaphore(self.parallel)
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache = VectorCache(self.CACHE_SIZE)
         self._lock = threading.Lock()  # the cache, the queue, the workers
         self._wake = threading.Condition(self._lock)
         self._queue: deque[str] = deque()  # texts waiting for a batch, oldest first
@@ -131,7 +131,6 @@ class SharedEmbedder:
             for t in texts:
                 vec = self._cache.get(t)
                 if vec is not None:
-                    self._cache.move_to_end(t)
                     done: Future = Future()
                     done.set_result(vec)
                     out.append(done)
@@ -176,10 +175,8 @@ class SharedEmbedder:
                 for t, row in zip(batch, vecs, strict=True):
                     row = row.copy()
                     row.flags.writeable = False  # callers get copies (np.stack); the cache stays as computed
-                    self._cache[t] = row
+                    self._cache.put(t, row)
                     rows.append(row)
-                while len(self._cache) > self.CACHE_SIZE:
-                    self._cache.popitem(last=False)
             for fut, row in zip(futures, rows, strict=True):
                 fut.set_result(row)
 
