@@ -14,6 +14,7 @@ import itertools
 import re
 from dataclasses import dataclass
 
+from kb.answer.compare import option_match
 from kb.answer.entities import Entity, extract_entities, mentions
 from kb.answer.rank import complete_span, table_headers
 from kb.answer.types import Candidate, Sentence
@@ -78,7 +79,7 @@ def _answer_units(raw: str) -> list[str]:
 
 def _alternatives(question: str) -> list[str]:
     """The options a choice question offers ("Who is older, X or Y?" -> X, Y), lower-cased."""
-    m = re.search(r"(?:,|:|\bbetween)\s*([^,?]+?)\s+(?:or|and)\s+([^,?]+?)\s*\??$", question.strip(), re.I)
+    m = option_match(question, "or|and")
     return [m.group(1).lower(), m.group(2).lower()] if m else []
 
 

@@ -19,12 +19,17 @@ _EARLIER = re.compile(r"\b(?:born first|older|oldest|first|earlier|earliest|soon
 _LATER = re.compile(r"\b(?:younger|youngest|later|latest|more recent(?:ly)?|most recent(?:ly)?|after)\b", re.I)
 _DEATH = re.compile(r"\b(?:died|death|dead)\b", re.I)
 _YEAR = re.compile(r"(?<![\d,.])(1[0-9]{3}|20[0-9]{2})(?![\d,])")
-_OPTIONS = re.compile(r"(?:,|:|\bbetween)\s*([^,?]+?)\s+or\s+([^,?]+?)\s*\??$", re.I)
+
+
+def option_match(question: str, joiners: str = "or") -> re.Match[str] | None:
+    """The two options a question ends with, after a comma, a colon or "between", joined by one
+    of `joiners` (a regex alternation: "or", or "or|and" for "Are both X and Y ...?")."""
+    return re.search(rf"(?:,|:|\bbetween)\s*([^,?]+?)\s+(?:{joiners})\s+([^,?]+?)\s*\??$", question.strip(), re.I)
 
 
 def options(question: str) -> tuple[str, str] | None:
     """The two options of a choice question ("Who was born first, X or Y?" -> X, Y)."""
-    m = _OPTIONS.search(question.strip())
+    m = option_match(question)
     if not m:
         return None
     a, b = (re.sub(r"^(?:the)\s+", "", o.strip(" \"'“”‘’"), flags=re.I) for o in m.groups())
